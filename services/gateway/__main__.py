@@ -1,0 +1,31 @@
+"""``python -m services.gateway``: run the HTTP API with uvicorn (``oms run gateway`` calls ``serve``)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from shared.config import Settings, get_settings
+
+
+def serve(settings: Settings | None = None) -> None:
+    """Run the gateway in this process until interrupted (one worker: scale with more processes)."""
+    from services.gateway.app import create_app
+
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        workers=1,
+        access_log=settings.log_level == "DEBUG",
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+if __name__ == "__main__":
+    serve()

@@ -1,0 +1,477 @@
+"""The orders contract: bodies of the HTTP API and of the Nameko RPC calls.
+
+The gateway validates request bodies with these models and publishes their JSON schemas as OpenAPI; the
+orders service receives them over RPC as ``model_dump(mode="json")`` dicts and validates them again with
+the same models, so a client gets the same field-level error wherever it calls from.
+
+Why the types look the way they do:
+
+* Money is ``Decimal`` and travels as a string (``"12.50"``). A JSON float such as ``12.5`` is refused
+  rather than converted, because binary floats cannot hold most prices exactly and a silently rounded price
+  is worse than a clear 422.
+* Commands forbid unknown fields, so a typo (``shiping``) is an error instead of an ignored value.
+* Totals are never accepted from a client: the domain computes them from the line items.
+* The stage and channel vocabularies live here (not in ``domain.py``) because both the domain and the
+  events are built on top of this module; ``domain.Stage`` is the same class.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------------------------------------
+# Vocabulary
+# --------------------------------------------------------------------------------------------------------
+
+
+class Stage(StrEnum):
+    """Where an order is in its journey, in the merchant's words (see ``domain.STAGE_DESCRIPTIONS``)."""
+
+    placed = "placed"
+    abandoned = "abandoned"
+    confirmed = "confirmed"
+    on_hold = "on_hold"
+    rejected = "rejected"
+    cancelled = "cancelled"
+    approved = "approved"
+    processed = "processed"
+    shipped = "shipped"
+    delivered = "delivered"
+    returned = "returned"
+    archived = "archived"
+
+
+class Channel(StrEnum):
+    """Where the order came from. ``test`` orders are the merchant's own trial orders."""
+
+    whatsapp = "whatsapp"
+    web = "web"
+    manual = "manual"
+    test = "test"
+    marketplace = "marketplace"
+    chat = "chat"
+    pos = "pos"
+
+
+class PaymentMethodChoice(StrEnum):
+    """How the customer chose to pay. All but ``card`` are settled outside the system (manual methods)."""
+
+    cash_on_delivery = "cash_on_delivery"
+    bank_transfer = "bank_transfer"
+    pos_on_delivery = "pos_on_delivery"
+    card = "card"
+
+
+MANUAL_PAYMENT_METHODS: frozenset[PaymentMethodChoice] = frozenset(
+    {
+        PaymentMethodChoice.cash_on_delivery,
+        PaymentMethodChoice.bank_transfer,
+        PaymentMethodChoice.pos_on_delivery,
+    }
+)
+"""Methods where "the customer chose it" is enough to go ahead: the money arrives on delivery or by hand."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Field types
+# --------------------------------------------------------------------------------------------------------
+
+
+def _refuse_float(value: Any) -> Any:
+    """Refuse binary floats before pydantic turns them into a Decimal that is not the price meant."""
+    if isinstance(value, float | bool):
+        raise ValueError('amounts must be given as a decimal string such as "12.50" (or an integer), not a float')
+    return value
+
+
+def _plain_decimal(value: Decimal) -> Decimal:
+    """``1E+2`` is a valid Decimal but a poor price string; keep amounts in positional notation."""
+    if value.as_tuple().exponent > 0:  # type: ignore[operator]
+        return value.quantize(Decimal(1))
+    return value
+
+
+_AMOUNT_JSON_SCHEMA = WithJsonSchema(
+    {
+        "type": "string",
+        "pattern": r"^\d+(\.\d{1,3})?$",
+        "examples": ["12.50"],
+        "description": "Decimal amount as a string, at most 3 decimal places; JSON floats are refused.",
+    }
+)
+
+Amount = Annotated[
+    Decimal,
+    BeforeValidator(_refuse_float),
+    Field(ge=0, max_digits=18, decimal_places=3, allow_inf_nan=False),
+    AfterValidator(_plain_decimal),
+    _AMOUNT_JSON_SCHEMA,
+]
+"""A non-negative money amount (price, shipping, discount, tax) in the order's currency."""
+
+MoneyValue = Annotated[Decimal, _AMOUNT_JSON_SCHEMA]
+"""A money amount in a view: computed by the domain, already quantized to the currency's minor unit."""
+
+
+def _upper(value: Any) -> Any:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(_upper),
+    StringConstraints(pattern=r"^[A-Z]{3}$"),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"]}),
+]
+"""ISO 4217 code, e.g. ``EUR``; lower case input is upper-cased."""
+
+CountryCode = Annotated[
+    str,
+    BeforeValidator(_upper),
+    StringConstraints(pattern=r"^[A-Z]{2}$"),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{2}$", "examples": ["DE"]}),
+]
+"""ISO 3166-1 alpha-2 country code, e.g. ``DE``."""
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+
+Email = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, max_length=254, pattern=EMAIL_RE.pattern),
+]
+"""Deliberately simple check (something@domain.tld): deliverability is the mailer's business."""
+
+Phone = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^\+?[0-9][0-9 ()./-]*$"),
+]
+"""A phone number as the customer typed it (digits, spaces, + ( ) . / -); WhatsApp orders key on it."""
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+NoteText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)]
+Quantity = Annotated[int, Field(strict=True, gt=0, le=1_000_000)]
+ExpectedVersion = Annotated[
+    int | None,
+    Field(ge=1, description="Refuse the change (409 Version conflict) unless the order is still at this version."),
+]
+
+
+class _Command(BaseModel):
+    """Base of every request body: unknown fields are an error, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _View(BaseModel):
+    """Base of every response body."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --------------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------------
+
+
+class Customer(_Command):
+    """Who ordered. Phone and e-mail are optional: a POS or manual order may have neither."""
+
+    name: Name
+    phone: Phone | None = None
+    email: Email | None = None
+
+
+class Address(_Command):
+    """Where the order ships to."""
+
+    line1: ShortText
+    line2: ShortText | None = None
+    city: Name
+    region: Name | None = None
+    postal_code: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20)] | None = None
+    country: CountryCode
+
+
+class LineItemIn(_Command):
+    """One line of the cart as the customer ordered it."""
+
+    sku: Sku
+    name: ShortText
+    quantity: Quantity
+    unit_price: Amount
+
+
+class Actor(BaseModel):
+    """Who did something: recorded on every history entry, note and event."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: Literal["staff", "customer", "system", "integration"]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------------------
+
+
+class PlaceOrder(_Command):
+    """A new order. Totals are computed from the items, never taken from the client."""
+
+    channel: Channel
+    customer: Customer
+    items: Annotated[list[LineItemIn], Field(min_length=1, max_length=500)]
+    currency: CurrencyCode
+    shipping: Amount = Decimal(0)
+    discount: Amount = Decimal(0)
+    tax: Amount = Decimal(0)
+    shipping_address: Address | None = None
+    payment_method: PaymentMethodChoice | None = None
+    customer_note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5000)] | None = None
+    test: bool = False
+    placed_at: AwareDatetime | None = Field(
+        default=None, description="When the customer placed it (imports); defaults to when it is recorded."
+    )
+    external_ref: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        default=None, description="The order's id in the channel it came from (marketplace, shop)."
+    )
+
+
+class SetAddress(_Command):
+    """The customer filled in (or staff corrected) the shipping address."""
+
+    address: Address
+    expected_version: ExpectedVersion = None
+
+
+class SetPaymentMethod(_Command):
+    """The customer chose how to pay; ``paid`` says the money has already arrived."""
+
+    method: PaymentMethodChoice
+    paid: bool = False
+    expected_version: ExpectedVersion = None
+
+
+class SetCustomerNote(_Command):
+    """The customer added a note to the order, or skipped the question (one of the two)."""
+
+    note: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5000)] | None = None
+    skip: bool = False
+    expected_version: ExpectedVersion = None
+
+    @model_validator(mode="after")
+    def _note_or_skip(self) -> SetCustomerNote:
+        if (self.note is None) == (not self.skip):
+            raise ValueError("give either a note or skip=true (not both, not neither)")
+        return self
+
+
+class ChangeCustomer(_Command):
+    """Staff replaced the order's customer (e.g. the buyer checked out with other contact details)."""
+
+    customer: Customer
+    expected_version: ExpectedVersion = None
+
+
+class Transition(_Command):
+    """Move the order to another stage."""
+
+    to: Stage
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=1000)] | None = None
+    expected_version: ExpectedVersion = None
+
+
+class AddNote(_Command):
+    """A staff note: a reminder or comment for the team, never shown to the customer."""
+
+    text: NoteText
+
+
+class EditNote(_Command):
+    """New text for a staff note; the previous text stays in the order's history."""
+
+    text: NoteText
+
+
+# --------------------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------------------
+
+
+class LineItemView(_View):
+    sku: str
+    name: str
+    quantity: int
+    unit_price: MoneyValue
+    line_total: MoneyValue
+
+
+class Totals(_View):
+    """total = subtotal + shipping + tax - discount, all in the order's currency."""
+
+    subtotal: MoneyValue
+    shipping: MoneyValue
+    discount: MoneyValue
+    tax: MoneyValue
+    total: MoneyValue
+
+
+class NoteView(_View):
+    id: UUID
+    text: str
+    author: Actor
+    created_at: datetime
+    updated_at: datetime
+    deleted: bool = False
+
+
+class HistoryEntry(_View):
+    """One line of the order's story: who did what, when and why."""
+
+    seq: int
+    at: datetime
+    actor: Actor
+    action: str
+    from_stage: Stage | None = None
+    to_stage: Stage | None = None
+    reason: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class OrderSummary(_View):
+    """An order card in the list."""
+
+    id: UUID
+    number: int
+    display_number: str
+    channel: Channel
+    stage: Stage
+    held_from: Stage | None = None
+    customer: Customer
+    currency: str
+    totals: Totals
+    payment_method: PaymentMethodChoice | None = None
+    payment_status: str | None = None
+    paid_at: datetime | None = None
+    test: bool = False
+    item_count: int
+    placed_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class OrderDetail(OrderSummary):
+    """The order page: everything on the card plus items, address, notes, history and the moves allowed."""
+
+    items: list[LineItemView]
+    shipping_address: Address | None = None
+    customer_note: str | None = None
+    customer_note_skipped: bool = False
+    notes: list[NoteView] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    allowed_transitions: list[Stage] = Field(default_factory=list)
+
+
+class OrderPage(_View):
+    items: list[OrderSummary]
+    next_cursor: str | None = None
+
+
+class OrderQuery(_Command):
+    """Search, filter and sort the order list (keyset pagination: pass ``next_cursor`` back as ``cursor``)."""
+
+    stage: list[Stage] | None = None
+    channel: list[Channel] | None = None
+    placed_from: AwareDatetime | None = None
+    placed_to: AwareDatetime | None = None
+    test: bool | None = None
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        default=None, description="Order number (1001 or #1001), customer name, phone, e-mail or SKU."
+    )
+    sort: Literal["placed_at", "paid_at"] = "placed_at"
+    direction: Literal["asc", "desc"] = "desc"
+    limit: Annotated[int, Field(ge=1, le=200)] = 50
+    cursor: Annotated[str, StringConstraints(max_length=1000)] | None = None
+
+
+# --------------------------------------------------------------------------------------------------------
+# Errors
+# --------------------------------------------------------------------------------------------------------
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """``("items", 0, "quantity")`` -> ``"items[0].quantity"``: the way a person names a field."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A pydantic ``ValidationError`` as the ``errors`` list of an ``InvalidRequest`` (``field``, ``reason``).
+
+    Whole-body errors (e.g. "give either a note or skip=true") get the field ``""``.
+    """
+    errors = []
+    for err in exc.errors(include_url=False):
+        reason = err["msg"].removeprefix("Value error, ")
+        errors.append({"field": field_path(err["loc"]), "reason": reason})
+    return errors
+
+
+__all__ = [
+    "MANUAL_PAYMENT_METHODS",
+    "Actor",
+    "AddNote",
+    "Address",
+    "Amount",
+    "ChangeCustomer",
+    "Channel",
+    "CountryCode",
+    "CurrencyCode",
+    "Customer",
+    "EditNote",
+    "HistoryEntry",
+    "LineItemIn",
+    "LineItemView",
+    "MoneyValue",
+    "NoteView",
+    "OrderDetail",
+    "OrderPage",
+    "OrderQuery",
+    "OrderSummary",
+    "PaymentMethodChoice",
+    "PlaceOrder",
+    "SetAddress",
+    "SetCustomerNote",
+    "SetPaymentMethod",
+    "Stage",
+    "Totals",
+    "field_errors",
+    "field_path",
+    "Transition",
+]

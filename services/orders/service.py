@@ -1,0 +1,283 @@
+"""The orders service: its use cases (service layer) and its Nameko entrypoints.
+
+Use cases are plain functions of a ``Database``: load under a row lock, let the domain decide, save the
+order, its history and its events in one transaction. The Nameko class only translates RPC calls, timers
+and events into those calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from nameko.rpc import rpc
+from nameko.timer import timer
+from pydantic import BaseModel, ValidationError
+
+from services.orders import domain, store
+from services.orders.schemas import (
+    Actor,
+    AddNote,
+    ChangeCustomer,
+    EditNote,
+    OrderPage,
+    OrderQuery,
+    PlaceOrder,
+    SetAddress,
+    SetCustomerNote,
+    SetPaymentMethod,
+    Transition,
+    field_errors,
+)
+from shared import outbox
+from shared.config import get_settings
+from shared.db import Database
+from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest
+from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
+
+log = logging.getLogger(__name__)
+
+SERVICE = "orders"
+M = TypeVar("M", bound=BaseModel)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse(model: type[M], data: Any, what: str = "request") -> M:
+    """Validate an RPC argument with the contract model; field errors name the field (items[0].quantity)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise InvalidRequest(
+            f"The {what} is not valid: " + "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors),
+            errors=errors,
+        ) from None
+
+
+def _save(
+    tx: psycopg.Connection[Any],
+    outcome: domain.Outcome,
+    *,
+    previous_version: int | None,
+    causation_id: str,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> None:
+    order = outcome.order
+    if previous_version is None:
+        store.insert(tx, order, idempotency_key, request_hash)
+    else:
+        store.update(tx, order, previous_version)
+    store.add_history(tx, order.id, outcome.history)
+    for event in outcome.events:
+        outbox.emit(tx, SERVICE, event, subject=str(order.id), correlation_id=str(order.id), causation_id=causation_id)
+
+
+def _with_auto_confirm(outcome: domain.Outcome, now: datetime) -> domain.Outcome:
+    """Fold the automatic placed → confirmed move into the same change (one transaction, two events)."""
+    confirmed = domain.auto_confirm(outcome.order, now)
+    if confirmed is None:
+        return outcome
+    return domain.Outcome(
+        order=confirmed.order,
+        changes={**outcome.changes, **confirmed.changes},
+        history=[*outcome.history, confirmed.history_entry],
+        events=[*outcome.events, confirmed.event],
+        note=outcome.note,
+    )
+
+
+def _detail(tx: psycopg.Connection[Any], order: domain.Order) -> dict[str, Any]:
+    return domain.to_detail(order, store.history(tx, order.id)).model_dump(mode="json")
+
+
+def _request_hash(cmd: BaseModel) -> str:
+    canonical = json.dumps(cmd.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- use cases
+
+
+def place_order(db: Database, command: Any, actor: Any, idempotency_key: str | None = None) -> dict[str, Any]:
+    cmd = parse(PlaceOrder, command, "order")
+    who = parse(Actor, actor, "actor")
+    key = f"{who.id}:{idempotency_key}" if idempotency_key else None
+    request_hash = _request_hash(cmd)
+    for _attempt in range(2):
+        try:
+            with db.transaction() as tx:
+                if key is not None:
+                    existing = store.find_by_idempotency_key(tx, key)
+                    if existing is not None:
+                        order, stored_hash = existing
+                        if stored_hash != request_hash:
+                            raise IdempotencyMismatch(
+                                f"Idempotency-Key {idempotency_key!r} was used for another order "
+                                f"({order.display_number}) with a different body.",
+                                order_id=str(order.id),
+                                number=order.number,
+                            )
+                        return _detail(tx, order)
+                now = _now()
+                outcome = domain.new_order(cmd, store.next_number(tx), uuid.uuid4(), now, who)
+                outcome = _with_auto_confirm(outcome, now)
+                _save(
+                    tx,
+                    outcome,
+                    previous_version=None,
+                    causation_id=f"command:place_order:{idempotency_key or uuid.uuid4()}",
+                    idempotency_key=key,
+                    request_hash=request_hash,
+                )
+                return domain.to_detail(outcome.order, outcome.history).model_dump(mode="json")
+        except psycopg.errors.UniqueViolation:
+            if key is None:
+                raise
+            # The same key raced in from another request: the second pass returns the first one's order.
+    raise RuntimeError("unreachable")
+
+
+def get_order(db: Database, ref: str) -> dict[str, Any]:
+    with db.transaction() as tx:
+        return _detail(tx, store.load(tx, ref))
+
+
+def list_orders(db: Database, query: Any) -> dict[str, Any]:
+    q = parse(OrderQuery, query or {}, "query")
+    with db.transaction() as tx:
+        orders, next_cursor = store.list_orders(tx, q)
+    return OrderPage(items=[domain.to_summary(o) for o in orders], next_cursor=next_cursor).model_dump(mode="json")
+
+
+def change(
+    db: Database,
+    ref: str,
+    actor: Any,
+    decide: Callable[[domain.Order, Actor, datetime], domain.Outcome],
+    action: str,
+) -> dict[str, Any]:
+    """Load under a row lock, let the domain decide, save order + history + events atomically."""
+    who = parse(Actor, actor, "actor")
+    with db.transaction() as tx:
+        order = store.load(tx, ref, for_update=True)
+        now = _now()
+        outcome = decide(order, who, now)
+        if not outcome.changed:
+            return _detail(tx, order)  # the request repeated the current state: nothing to do
+        outcome = _with_auto_confirm(outcome, now)
+        _save(tx, outcome, previous_version=order.version, causation_id=f"command:{action}:{uuid.uuid4()}")
+        return _detail(tx, outcome.order)
+
+
+def abandon_stale_orders(db: Database, abandon_after_seconds: float, batch: int = 200) -> int:
+    """The timer's job: placed orders without address or payment for too long become abandoned."""
+    now = _now()
+    cutoff = datetime.fromtimestamp(now.timestamp() - abandon_after_seconds, UTC)
+    with db.transaction() as tx:
+        count = 0
+        for order in store.stale_placed_orders(tx, cutoff, batch):
+            if not domain.is_abandonable(order, now, abandon_after_seconds):
+                continue
+            moved = domain.abandon(order, now, abandon_after_seconds)
+            _save(tx, moved.as_outcome(), previous_version=order.version, causation_id="timer:abandon")
+            count += 1
+    if count:
+        log.info("abandoned %d placed orders without address or payment", count)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------- Nameko
+
+
+class OrdersService:
+    """Orders: the order stage machine, notes, search. Publishes ``order.*`` events."""
+
+    name = SERVICE
+    db: Database = DatabaseProvider(SERVICE)  # type: ignore[assignment]
+    relay = OutboxRelayProvider(SERVICE)
+
+    @rpc(expected_exceptions=DomainError)
+    def place_order(self, command: Any, actor: Any, idempotency_key: str | None = None) -> dict[str, Any]:
+        return place_order(self.db, command, actor, idempotency_key)
+
+    @rpc(expected_exceptions=DomainError)
+    def get_order(self, ref: str) -> dict[str, Any]:
+        return get_order(self.db, ref)
+
+    @rpc(expected_exceptions=DomainError)
+    def list_orders(self, query: Any = None) -> dict[str, Any]:
+        return list_orders(self.db, query)
+
+    @rpc(expected_exceptions=DomainError)
+    def transition(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(Transition, command)
+        return change(
+            self.db, ref, actor, lambda o, a, now: domain.apply_transition(o, cmd, a, now).as_outcome(), "transition"
+        )
+
+    @rpc(expected_exceptions=DomainError)
+    def set_address(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(SetAddress, command)
+        return change(self.db, ref, actor, lambda o, a, now: domain.set_address(o, cmd, a, now), "set_address")
+
+    @rpc(expected_exceptions=DomainError)
+    def set_payment_method(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(SetPaymentMethod, command)
+        return change(
+            self.db, ref, actor, lambda o, a, now: domain.set_payment_method(o, cmd, a, now), "set_payment_method"
+        )
+
+    @rpc(expected_exceptions=DomainError)
+    def set_customer_note(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(SetCustomerNote, command)
+        return change(
+            self.db, ref, actor, lambda o, a, now: domain.set_customer_note(o, cmd, a, now), "set_customer_note"
+        )
+
+    @rpc(expected_exceptions=DomainError)
+    def change_customer(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(ChangeCustomer, command)
+        return change(self.db, ref, actor, lambda o, a, now: domain.change_customer(o, cmd, a, now), "change_customer")
+
+    @rpc(expected_exceptions=DomainError)
+    def add_note(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(AddNote, command)
+        return change(self.db, ref, actor, lambda o, a, now: domain.add_note(o, cmd, a, now), "add_note")
+
+    @rpc(expected_exceptions=DomainError)
+    def edit_note(self, ref: str, note_id: str, command: Any, actor: Any) -> dict[str, Any]:
+        cmd = parse(EditNote, command)
+        nid = _note_id(note_id)
+        return change(self.db, ref, actor, lambda o, a, now: domain.edit_note(o, nid, cmd, a, now), "edit_note")
+
+    @rpc(expected_exceptions=DomainError)
+    def delete_note(self, ref: str, note_id: str, actor: Any) -> dict[str, Any]:
+        nid = _note_id(note_id)
+        return change(self.db, ref, actor, lambda o, a, now: domain.delete_note(o, nid, a, now), "delete_note")
+
+    @rpc
+    def status_machine(self) -> dict[str, Any]:
+        return domain.status_machine_table()
+
+    @timer(interval=get_settings().abandon_check_interval_seconds)
+    def abandon_stale_orders(self) -> None:
+        abandon_stale_orders(self.db, get_settings().abandon_after_seconds)
+
+
+def _note_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise InvalidRequest(
+            f"{value!r} is not a note id.", errors=[{"field": "note_id", "reason": "not a UUID"}]
+        ) from None

@@ -1,0 +1,259 @@
+"""SQL for the ``orders`` schema: load and save orders, their history, lists and search.
+
+The whole ``Order`` lives in ``doc``; the other columns exist so Postgres can filter, search and sort
+without reading the documents. Only this module knows the table layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from services.orders.domain import Order, order_number_from_search
+from services.orders.schemas import HistoryEntry, OrderQuery
+from shared.errors import InvalidRequest, NotFound
+
+Tx = psycopg.Connection[Any]
+
+_COLUMNS = (
+    "id, number, channel, stage, test, currency, total, customer_name, customer_phone, customer_email, "
+    "search_text, payment_method, payment_status, paid_at, placed_at, updated_at, version, doc"
+)
+
+
+def next_number(tx: Tx) -> int:
+    row = tx.execute("SELECT nextval('order_number_seq') AS n").fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def _search_text(order: Order) -> str:
+    c = order.customer
+    phone_digits = re.sub(r"\D", "", c.phone or "")
+    parts = [c.name.lower(), phone_digits, (c.email or "").lower(), *(i.sku.lower() for i in order.items)]
+    return " ".join(p for p in parts if p)
+
+
+def _row(order: Order) -> tuple[Any, ...]:
+    return (
+        order.id,
+        order.number,
+        order.channel.value,
+        order.stage.value,
+        order.test,
+        order.currency,
+        order.totals.total,
+        order.customer.name,
+        order.customer.phone,
+        order.customer.email,
+        _search_text(order),
+        order.payment_method.value if order.payment_method else None,
+        order.payment_status,
+        order.paid_at,
+        order.placed_at,
+        order.updated_at,
+        order.version,
+        order.model_dump_json(),
+    )
+
+
+def insert(tx: Tx, order: Order, idempotency_key: str | None = None, request_hash: str | None = None) -> None:
+    tx.execute(
+        f"INSERT INTO orders ({_COLUMNS}, idempotency_key, request_hash) "
+        f"VALUES ({', '.join(['%s'] * 18)}, %s, %s)",
+        (*_row(order), idempotency_key, request_hash),
+    )
+
+
+def update(tx: Tx, order: Order, previous_version: int) -> None:
+    """Save a changed order; the caller holds the row lock, the version check is the last line of defence."""
+    values = _row(order)
+    sets = ", ".join(f"{col.strip()} = %s" for col in _COLUMNS.split(",")[2:])
+    cur = tx.execute(
+        f"UPDATE orders SET {sets} WHERE id = %s AND version = %s", (*values[2:], order.id, previous_version)
+    )
+    if cur.rowcount != 1:
+        raise RuntimeError(f"order {order.id} changed under a held lock (version {previous_version})")
+
+
+def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryEntry]) -> None:
+    if not entries:
+        return
+    with tx.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO order_history (order_id, seq, at, actor, action, from_stage, to_stage, reason, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (
+                    order_id,
+                    e.seq,
+                    e.at,
+                    Jsonb(e.actor.model_dump(mode="json")),
+                    e.action,
+                    e.from_stage.value if e.from_stage else None,
+                    e.to_stage.value if e.to_stage else None,
+                    e.reason,
+                    Jsonb(json.loads(json.dumps(e.data, default=str))),
+                )
+                for e in entries
+            ],
+        )
+
+
+def history(tx: Tx, order_id: UUID) -> list[HistoryEntry]:
+    rows = tx.execute(
+        "SELECT seq, at, actor, action, from_stage, to_stage, reason, data FROM order_history "
+        "WHERE order_id = %s ORDER BY seq",
+        (order_id,),
+    ).fetchall()
+    return [HistoryEntry.model_validate(r) for r in rows]
+
+
+def _where_ref(ref: str) -> tuple[str, Any]:
+    ref = str(ref).strip()
+    try:
+        return "id = %s", UUID(ref)
+    except ValueError:
+        pass
+    number = order_number_from_search(ref)
+    if number is None:
+        raise NotFound(f"No order {ref!r}: give the order id or its number (1001 or #1001).", ref=ref)
+    return "number = %s", number
+
+
+def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
+    clause, value = _where_ref(str(ref))
+    row = tx.execute(
+        f"SELECT doc::text AS doc FROM orders WHERE {clause}{' FOR UPDATE' if for_update else ''}", (value,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
+    return Order.model_validate_json(row["doc"])
+
+
+def find_by_idempotency_key(tx: Tx, key: str) -> tuple[Order, str | None] | None:
+    row = tx.execute(
+        "SELECT doc::text AS doc, request_hash FROM orders WHERE idempotency_key = %s", (key,)
+    ).fetchone()
+    if row is None:
+        return None
+    return Order.model_validate_json(row["doc"]), row["request_hash"]
+
+
+def stale_placed_orders(tx: Tx, placed_before: datetime, limit: int = 200) -> list[Order]:
+    """Placed orders old enough to abandon, locked; SKIP LOCKED lets several instances share the work.
+
+    Same condition as ``domain.is_abandonable`` (placed since before the cutoff, address or payment missing).
+    """
+    rows = tx.execute(
+        "SELECT doc::text AS doc FROM orders WHERE stage = 'placed' "
+        "AND (doc->>'stage_changed_at')::timestamptz < %s "
+        "AND (doc->'shipping_address' IS NULL OR doc->'shipping_address' = 'null'::jsonb "
+        "     OR (paid_at IS NULL AND coalesce(payment_method, 'card') = 'card')) "
+        "ORDER BY placed_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (placed_before, limit),
+    ).fetchall()
+    return [Order.model_validate_json(r["doc"]) for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------- queries
+
+
+def _encode_cursor(sort: str, key: str, number: int) -> str:
+    # The sort key travels as Postgres' own text form, so "infinity" (unpaid orders) round-trips too.
+    raw = json.dumps([sort, key, number])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        cursor_sort, key, number = json.loads(raw)
+        if cursor_sort != sort or not isinstance(key, str):
+            raise ValueError("cursor of another sort order")
+        return key, int(number)
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(
+            "The cursor is not one this API returned.",
+            errors=[{"field": "cursor", "reason": f"malformed cursor ({exc.__class__.__name__})"}],
+        ) from None
+
+
+def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
+    """One page of orders, keyset-paginated so page 1,000 costs what page 1 does."""
+    where: list[str] = []
+    params: list[Any] = []
+    if query.stage:
+        where.append("stage = ANY(%s)")
+        params.append([s.value for s in query.stage])
+    if query.channel:
+        where.append("channel = ANY(%s)")
+        params.append([c.value for c in query.channel])
+    if query.placed_from:
+        where.append("placed_at >= %s")
+        params.append(query.placed_from)
+    if query.placed_to:
+        where.append("placed_at < %s")
+        params.append(query.placed_to)
+    if query.test is not None:
+        where.append("test = %s")
+        params.append(query.test)
+    if query.q:
+        number = order_number_from_search(query.q)
+        needle = query.q.strip().lower()
+        digits = re.sub(r"\D", "", needle)
+        alternatives = ["search_text LIKE %s"]
+        params_q: list[Any] = [f"%{_escape_like(needle)}%"]
+        if digits and len(digits) >= 3 and digits != needle:
+            alternatives.append("search_text LIKE %s")
+            params_q.append(f"%{digits}%")
+        if number is not None:
+            alternatives.append("number = %s")
+            params_q.append(number)
+        where.append("(" + " OR ".join(alternatives) + ")")
+        params.extend(params_q)
+
+    desc = query.direction == "desc"
+    if query.sort == "paid_at":
+        key = f"coalesce(paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
+    else:
+        key = "placed_at"
+    if query.cursor:
+        after_key, after_number = _decode_cursor(query.cursor, query.sort)
+        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s)")
+        params.extend([after_key, after_number])
+    order_by = f"{key} {'DESC' if desc else 'ASC'}, number {'DESC' if desc else 'ASC'}"
+    sql = (
+        f"SELECT doc::text AS doc, {key}::text AS sort_key, number FROM orders"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {order_by} LIMIT %s"
+    )
+    params.append(query.limit + 1)
+    rows = tx.execute(sql, params).fetchall()
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    orders = [Order.model_validate_json(r["doc"]) for r in rows]
+    next_cursor = _encode_cursor(query.sort, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
+    return orders, next_cursor
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def set_payment_projection(
+    tx: Tx, order: Order, payment_status: str | None, paid_at: datetime | None
+) -> None:
+    """Payments own the payment status; orders keep a copy for the list (sort by payment completion)."""
+    tx.execute(
+        "UPDATE orders SET payment_status = %s, paid_at = %s, doc = %s WHERE id = %s",
+        (payment_status, paid_at, order.model_dump_json(), order.id),
+    )

@@ -1,0 +1,79 @@
+"""The event catalog: every event type any service publishes, with its data model.
+
+README, tests and the AsyncAPI document read this; consumers use it to validate the ``data`` of an event
+and to dead-letter an unknown type or version with a clear reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.envelope import Envelope, EventModel
+from shared.errors import PermanentError
+
+# Services whose events module is part of the public contract, in publishing order of the docs.
+EVENT_MODULES = ("services.orders.events", "services.payments.events")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    event_type: str
+    service: str
+    model: type[EventModel]
+
+    @property
+    def description(self) -> str:
+        return (self.model.__doc__ or "").strip().split("\n")[0]
+
+
+_catalog: dict[str, CatalogEntry] = {}
+
+
+def register(service: str, *models: type[EventModel]) -> None:
+    for model in models:
+        _catalog[model.event_type] = CatalogEntry(model.event_type, service, model)
+
+
+def load_all() -> dict[str, CatalogEntry]:
+    for module_name in EVENT_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        service = module_name.split(".")[1]
+        models = [
+            obj
+            for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, EventModel) and obj is not EventModel
+            and "event_type" in vars(obj)
+        ]
+        register(service, *models)
+    return dict(_catalog)
+
+
+def entry(event_type: str) -> CatalogEntry | None:
+    if not _catalog:
+        load_all()
+    return _catalog.get(event_type)
+
+
+def parse_data(env: Envelope) -> EventModel:
+    """The typed data of an event; unknown type or invalid data is permanent (dead-letter at once)."""
+    found = entry(env.type)
+    if found is None:
+        raise PermanentError(f"unknown event type {env.type!r} (not in the catalog)")
+    try:
+        return found.model.model_validate(env.data)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PermanentError(f"data of {env.type} is invalid: {reasons}") from None
+
+
+def json_schemas() -> dict[str, Any]:
+    return {t: e.model.model_json_schema() for t, e in sorted(load_all().items())}

@@ -1,0 +1,27 @@
+"""``oms``: the command line of the order management system (typer).
+
+Sub-commands live in small modules; this one wires them together. Heavy imports (psycopg, nameko,
+eventlet) happen inside the commands so that ``oms run orders`` can monkey-patch before they load.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from shared.cli import apikey, bench, demo, dlq, events, system
+
+app = typer.Typer(
+    name="oms",
+    help="Order management system: run the services, manage API keys, watch events, replay dead letters.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("migrate")(system.migrate)
+app.command("run")(system.run)
+app.command("config")(system.config)
+app.command("place-test-order")(demo.place_test_order)
+app.command("demo")(demo.demo)
+app.add_typer(apikey.app, name="apikey")
+app.add_typer(events.app, name="events")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(bench.app, name="bench")

@@ -1,0 +1,84 @@
+"""Typed settings read from the environment (12-factor).
+
+Every variable has a default that works on a developer machine with a local Postgres and RabbitMQ, so
+``make run`` needs no configuration; a wrong value fails at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/oms", description="Postgres URL; the database is created if missing."
+    )
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL (vhost included).")
+    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API.")
+    abandon_after_seconds: int = Field(
+        3600, ge=1, description="A placed order without address or payment is abandoned after this long."
+    )
+    abandon_check_interval_seconds: float = Field(
+        30.0, gt=0, description="How often the abandonment timer looks for stale placed orders."
+    )
+    max_workers: int = Field(32, ge=1, le=1000, description="Concurrent Nameko workers per service process.")
+    retry_delays: str = Field(
+        "1,5,30,120", description="Backoff of a failing event handler, seconds; after the last, dead-letter."
+    )
+    db_pool_size: int = Field(10, ge=1, le=200, description="Postgres connections per service process.")
+    rpc_timeout_seconds: float = Field(10.0, gt=0, description="How long the gateway waits for a service.")
+    metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics and /healthz port; 0 = off.")
+    log_level: str = Field("INFO", description="Python log level.")
+    sandbox_provider_url: str = Field(
+        "http://127.0.0.1:8090", description="Base URL of the payment provider (the sandbox in development)."
+    )
+    state_dir: str = Field(".oms", description="Where `make run` keeps the local developer API key.")
+
+    @field_validator("retry_delays")
+    @classmethod
+    def _delays_are_positive_ints(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+            raise ValueError("must be a comma-separated list of positive whole seconds, e.g. 1,5,30")
+        return ",".join(parts)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value
+
+    @property
+    def retry_delay_list(self) -> list[int]:
+        return [int(p) for p in self.retry_delays.split(",")]
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up with a readable list of the bad variables."""
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = [
+            f"  OMS_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
+        ]
+        raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for the README and `oms config`."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        rows.append((f"OMS_{name.upper()}", str(field.default), field.description or ""))
+    return rows

@@ -1,0 +1,102 @@
+"""The one envelope every domain event travels in: CloudEvents 1.0, structured JSON mode.
+
+Structured mode (the whole event, attributes and data, as one JSON body) is chosen over binary mode so that
+an integrator with any AMQP client reads one JSON document; the attributes that are useful for routing
+and filtering are mirrored in AMQP properties and ``ce-`` headers as well.
+
+Extensions: ``sequence`` (per source service and subject, gapless from 1, so a subscriber can tell a
+missed or reordered event), ``correlationid`` (the whole story of one order) and ``causationid`` (the
+command or event that caused this one).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.amqp import EVENTS_EXCHANGE, OutgoingMessage
+from shared.errors import PermanentError
+
+CONTENT_TYPE = "application/cloudevents+json"
+
+
+class EventModel(BaseModel):
+    """Base of every event's ``data``. Subclasses set ``event_type`` (e.g. ``order.placed.v1``).
+
+    Unknown fields are ignored when reading, so a producer may add fields without breaking consumers
+    (additive changes keep the version; breaking changes mint ``v2``).
+    """
+
+    model_config = ConfigDict(extra="ignore")
+    event_type: ClassVar[str]
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    source: str
+    type: str
+    subject: str
+    time: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    datacontenttype: Literal["application/json"] = "application/json"
+    sequence: int = Field(ge=1)
+    correlationid: str
+    causationid: str
+    data: dict[str, Any]
+
+    @property
+    def source_service(self) -> str:
+        return self.source.rsplit("/", 1)[-1]
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    def to_message(self) -> OutgoingMessage:
+        return OutgoingMessage(
+            exchange=EVENTS_EXCHANGE,
+            routing_key=self.type,
+            body=self.to_json().encode(),
+            properties=message_properties(self),
+            mandatory=True,
+        )
+
+
+def message_properties(env: Envelope) -> dict[str, Any]:
+    return {
+        "content_type": CONTENT_TYPE,
+        "message_id": str(env.id),
+        "type": env.type,
+        "correlation_id": env.correlationid,
+        "delivery_mode": 2,
+        "timestamp": int(env.time.timestamp()),
+        "application_headers": {
+            "ce-source": env.source,
+            "ce-subject": env.subject,
+            "ce-sequence": env.sequence,
+        },
+    }
+
+
+def source_for(service: str) -> str:
+    return f"/oms/{service}"
+
+
+def parse_envelope(body: bytes | str) -> Envelope:
+    """Parse a message body or raise PermanentError saying exactly why it can never be handled."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PermanentError(f"body is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise PermanentError("body is not a JSON object (a CloudEvent)")
+    try:
+        return Envelope.model_validate(raw)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise PermanentError(f"not a valid CloudEvent: {reasons}") from None

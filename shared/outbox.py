@@ -1,0 +1,196 @@
+"""Transactional outbox: an event is written with the state change it announces, and published after.
+
+``emit`` runs inside the business transaction, so an event exists if and only if its change committed.
+The ``Relay`` publishes committed rows in id order with batched publisher confirms and marks them
+published; if the broker is down the rows simply wait. Exactly one relay per schema is active at a time
+(a Postgres advisory lock elects it), which keeps per-order order and avoids double publishing when a
+service is scaled out; the others stand by and take over within a second if the leader dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from prometheus_client import Counter, Histogram
+
+from shared.amqp import ConfirmedPublisher, OutgoingMessage
+from shared.db import check_ident
+from shared.envelope import Envelope, EventModel, message_properties, source_for
+
+log = logging.getLogger(__name__)
+
+PUBLISHED = Counter("oms_outbox_published_total", "Events published from the outbox", ["schema"])
+LAG = Histogram(
+    "oms_outbox_publish_lag_seconds",
+    "Commit-to-confirm lag of outbox events",
+    ["schema"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def emit(
+    tx: psycopg.Connection[Any],
+    service: str,
+    event: EventModel,
+    *,
+    subject: str,
+    correlation_id: str,
+    causation_id: str,
+    at: datetime | None = None,
+) -> Envelope:
+    """Append an event to this service's outbox inside the caller's transaction."""
+    row = tx.execute(
+        "INSERT INTO event_streams (subject, last_sequence) VALUES (%s, 1) "
+        "ON CONFLICT (subject) DO UPDATE SET last_sequence = event_streams.last_sequence + 1 "
+        "RETURNING last_sequence",
+        (subject,),
+    ).fetchone()
+    assert row is not None
+    sequence = row["last_sequence"] if isinstance(row, dict) else row[0]
+    env = Envelope(
+        id=uuid.uuid4(),
+        source=source_for(service),
+        type=event.event_type,
+        subject=subject,
+        time=at or datetime.now(UTC),
+        sequence=sequence,
+        correlationid=correlation_id,
+        causationid=causation_id,
+        data=event.model_dump(mode="json"),
+    )
+    tx.execute(
+        "INSERT INTO outbox (event_id, event_type, subject, sequence, correlation_id, payload) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (env.id, env.type, env.subject, env.sequence, env.correlationid, env.to_json()),
+    )
+    return env
+
+
+def _lock_key(schema: str) -> str:
+    return f"oms.outbox.{schema}"
+
+
+class Relay:
+    """Publishes one schema's outbox. ``run`` loops until ``stop()``; safe to run in many processes."""
+
+    def __init__(
+        self,
+        database_url: str,
+        schema: str,
+        amqp_url: str,
+        *,
+        batch_size: int = 500,
+        idle_wait: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.database_url = database_url
+        self.schema = check_ident(schema)
+        self.amqp_url = amqp_url
+        self.batch_size = batch_size
+        self.idle_wait = idle_wait
+        self._sleep = sleep
+        self._stopped = threading.Event()
+        self.is_leader = False
+        self.published = 0
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def run(self) -> None:
+        backoff = 0.2
+        while not self._stopped.is_set():
+            try:
+                self._run_as_leader()
+                backoff = 0.2
+            except Exception as exc:  # noqa: BLE001
+                # Broker or database away: nothing is lost (rows stay unpublished); retry with backoff.
+                self.is_leader = False
+                if self._stopped.is_set():
+                    break
+                log.warning("outbox relay %s: %s; retrying in %.1fs", self.schema, exc, backoff)
+                self._sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _run_as_leader(self) -> None:
+        with psycopg.connect(
+            self.database_url, autocommit=True, options=f"-c search_path={self.schema}", connect_timeout=5
+        ) as conn:
+            while not self._stopped.is_set():
+                got = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (_lock_key(self.schema),))
+                row = got.fetchone()
+                if row and row[0]:
+                    break
+                self._sleep(self.idle_wait)  # stand by: another instance is the leader
+            else:
+                return
+            self.is_leader = True
+            conn.execute(f"LISTEN outbox_{self.schema}")
+            publisher = ConfirmedPublisher(self.amqp_url)
+            try:
+                while not self._stopped.is_set():
+                    if self.publish_batch(conn, publisher) < self.batch_size:
+                        # Drained: sleep until a commit notifies us (or the idle timeout, as a safety net).
+                        for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
+                            pass
+            finally:
+                publisher.close()
+                self.is_leader = False
+
+    def publish_batch(self, conn: psycopg.Connection[Any], publisher: ConfirmedPublisher) -> int:
+        rows = conn.execute(
+            "SELECT id, event_id, event_type, subject, sequence, correlation_id, payload, created_at "
+            "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %s",
+            (self.batch_size,),
+        ).fetchall()
+        if not rows:
+            return 0
+        messages = []
+        for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows:
+            env_props = _properties(self.schema, event_id, event_type, subject, sequence, correlation_id, created_at)
+            messages.append(
+                OutgoingMessage("oms.events", event_type, payload.encode(), env_props, mandatory=True)
+            )
+        publisher.publish(messages)
+        conn.execute(
+            "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)", ([r[0] for r in rows],)
+        )
+        now = datetime.now(UTC)
+        for r in rows:
+            LAG.labels(self.schema).observe((now - r[7]).total_seconds())
+        PUBLISHED.labels(self.schema).inc(len(rows))
+        self.published += len(rows)
+        if publisher.returned:
+            log.info("outbox %s: %d events had no subscriber", self.schema, len(publisher.returned))
+            publisher.returned.clear()
+        return len(rows)
+
+
+def _properties(
+    service: str,
+    event_id: uuid.UUID, event_type: str, subject: str, sequence: int, correlation_id: str, created: datetime
+) -> dict[str, Any]:
+    # Rebuild the AMQP properties without re-parsing the payload: the relay's hot path.
+    env = Envelope.model_construct(
+        id=event_id,
+        type=event_type,
+        subject=subject,
+        sequence=sequence,
+        correlationid=correlation_id,
+        time=created,
+        source=source_for(service),
+    )
+    return message_properties(env)
+
+
+def purge_published(conn: psycopg.Connection[Any], older_than_days: int = 7) -> int:
+    cur = conn.execute(
+        "DELETE FROM outbox WHERE published_at < now() - make_interval(days => %s)", (older_than_days,)
+    )
+    return cur.rowcount
