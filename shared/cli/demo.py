@@ -253,6 +253,7 @@ class DemoStats:
     requests: int = 0
     final_stage: Counter[str] = field(default_factory=Counter)
     channels: Counter[str] = field(default_factory=Counter)
+    scenarios: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
 
@@ -375,8 +376,10 @@ async def run_demo(
             if rate > 0:
                 await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
             async with sem:
+                scenario = _pick_scenario(rng)
+                stats.scenarios[scenario] += 1
                 try:
-                    stage = await shop.play(_pick_scenario(rng))
+                    stage = await shop.play(scenario)
                     stats.final_stage[stage] += 1
                 except StepFailed as exc:
                     stats.errors[exc.what] += 1

@@ -73,7 +73,8 @@ def paid_by_card(o: PaymentOrder, amount: D | None = None, payment_id: str = "p1
     amt = str(amount if amount is not None else o.computed_total)
     ledger = Ledger(o.order_id, o.currency)
     cur = o.currency
-    for e in (entry(EntryKind.AUTHORIZED, amt, payment_id, currency=cur), entry(EntryKind.CAPTURED, amt, payment_id, currency=cur)):
+    for kind in (EntryKind.AUTHORIZED, EntryKind.CAPTURED):
+        e = entry(kind, amt, payment_id, currency=cur)
         change = ledger.record(e, o)
         assert change.violations == []
         ledger = change.ledger
