@@ -45,30 +45,38 @@ def emit(
     causation_id: str,
     at: datetime | None = None,
 ) -> Envelope:
-    """Append an event to this service's outbox inside the caller's transaction."""
-    row = tx.execute(
-        "INSERT INTO event_streams (subject, last_sequence) VALUES (%s, 1) "
-        "ON CONFLICT (subject) DO UPDATE SET last_sequence = event_streams.last_sequence + 1 "
-        "RETURNING last_sequence",
-        (subject,),
-    ).fetchone()
-    assert row is not None
-    sequence = row["last_sequence"] if isinstance(row, dict) else row[0]
+    """Append an event to this service's outbox inside the caller's transaction.
+
+    One statement, so it pipelines: the per-subject sequence is bumped (its row lock also orders
+    concurrent transactions on one order) and written into the stored CloudEvent by Postgres itself.
+    The returned envelope carries ``sequence=1`` as a placeholder; the stored one has the real value.
+    """
     env = Envelope(
         id=uuid.uuid4(),
         source=source_for(service),
         type=event.event_type,
         subject=subject,
         time=at or datetime.now(UTC),
-        sequence=sequence,
+        sequence=1,
         correlationid=correlation_id,
         causationid=causation_id,
         data=event.model_dump(mode="json"),
     )
     tx.execute(
+        "WITH s AS ("
+        "  INSERT INTO event_streams (subject, last_sequence) VALUES (%(subject)s, 1)"
+        "  ON CONFLICT (subject) DO UPDATE SET last_sequence = event_streams.last_sequence + 1"
+        "  RETURNING last_sequence) "
         "INSERT INTO outbox (event_id, event_type, subject, sequence, correlation_id, payload) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (env.id, env.type, env.subject, env.sequence, env.correlationid, env.to_json()),
+        "SELECT %(id)s, %(type)s, %(subject)s, s.last_sequence, %(corr)s, "
+        "       jsonb_set(%(payload)s::jsonb, '{sequence}', to_jsonb(s.last_sequence))::text FROM s",
+        {
+            "subject": subject,
+            "id": env.id,
+            "type": env.type,
+            "corr": env.correlationid,
+            "payload": env.to_json(),
+        },
     )
     return env
 
@@ -154,13 +162,9 @@ class Relay:
         messages = []
         for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows:
             env_props = _properties(self.schema, event_id, event_type, subject, sequence, correlation_id, created_at)
-            messages.append(
-                OutgoingMessage("oms.events", event_type, payload.encode(), env_props, mandatory=True)
-            )
+            messages.append(OutgoingMessage("oms.events", event_type, payload.encode(), env_props, mandatory=True))
         publisher.publish(messages)
-        conn.execute(
-            "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)", ([r[0] for r in rows],)
-        )
+        conn.execute("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)", ([r[0] for r in rows],))
         now = datetime.now(UTC)
         for r in rows:
             LAG.labels(self.schema).observe((now - r[7]).total_seconds())
@@ -174,7 +178,12 @@ class Relay:
 
 def _properties(
     service: str,
-    event_id: uuid.UUID, event_type: str, subject: str, sequence: int, correlation_id: str, created: datetime
+    event_id: uuid.UUID,
+    event_type: str,
+    subject: str,
+    sequence: int,
+    correlation_id: str,
+    created: datetime,
 ) -> dict[str, Any]:
     # Rebuild the AMQP properties without re-parsing the payload: the relay's hot path.
     env = Envelope.model_construct(
@@ -190,7 +199,5 @@ def _properties(
 
 
 def purge_published(conn: psycopg.Connection[Any], older_than_days: int = 7) -> int:
-    cur = conn.execute(
-        "DELETE FROM outbox WHERE published_at < now() - make_interval(days => %s)", (older_than_days,)
-    )
+    cur = conn.execute("DELETE FROM outbox WHERE published_at < now() - make_interval(days => %s)", (older_than_days,))
     return cur.rowcount

@@ -72,9 +72,17 @@ def main(argv: list[str] | None = None) -> None:
     runner = ServiceRunner(config)
     runner.add_service(service_cls)
 
+    stopping = []
+
     def shutdown(signum: int, frame: object) -> None:
-        # Graceful: stop consuming, let running workers finish, then exit (Ctrl-C or SIGTERM).
+        # Graceful: stop consuming, let running workers finish, then exit (Ctrl-C or SIGTERM). A second
+        # signal, or a stop that takes longer than the deadline, ends the process at once: an orchestrator
+        # must be able to count on it.
+        if stopping:
+            os._exit(1)
+        stopping.append(signum)
         eventlet.spawn_n(runner.stop)
+        eventlet.spawn_after(STOP_DEADLINE_SECONDS, _force_exit)
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
@@ -84,6 +92,16 @@ def main(argv: list[str] | None = None) -> None:
         runner.wait()
     except KeyboardInterrupt:
         runner.stop()
+
+
+STOP_DEADLINE_SECONDS = 25
+
+
+def _force_exit() -> None:
+    import logging
+
+    logging.getLogger("oms").error("graceful stop took over %ss; exiting now", STOP_DEADLINE_SECONDS)
+    os._exit(1)
 
 
 def _serve_metrics(port: int) -> None:

@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.auth import ApiKeyAuthenticator, Authenticator, Principal, key_from_headers
+from services.gateway.batching import PlacementBatcher
 from services.gateway.idempotency import (
     HEADER as IDEMPOTENCY_HEADER,
 )
@@ -101,6 +102,7 @@ class Gateway:
         self._own_rpc = rpc is None
         self._own_pool = pool is None and (authenticator is None or idempotency is None)
         self.rpc: RpcClient = rpc or AsyncRpcClient(settings.amqp_url, timeout=settings.rpc_timeout_seconds)
+        self.placements = PlacementBatcher(self.rpc)
         self.pool = pool
         if self._own_pool:
             self.pool = AsyncConnectionPool(
@@ -134,6 +136,7 @@ class Gateway:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        await self.placements.close()
         if self._own_rpc and isinstance(self.rpc, AsyncRpcClient):
             await self.rpc.close()
         if self._own_pool and self.pool is not None:
@@ -360,9 +363,7 @@ async def place_order(request: Request, command: PlaceOrder, caller: Caller) -> 
     payload = command.model_dump(mode="json")
 
     async def call(key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "orders", "place_order", command=payload, actor=caller.actor(), idempotency_key=key
-        )
+        return await gateway(request).placements.place(payload, caller.actor(), key)
 
     return await execute(request, caller, payload, call, OrderDetail, "orders.place_order", 201)
 
@@ -378,9 +379,7 @@ async def place_test_order(
     fingerprint_body = options.model_dump(mode="json") if options else None
 
     async def call(key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "orders", "place_order", command=payload, actor=caller.actor(), idempotency_key=key
-        )
+        return await gateway(request).placements.place(payload, caller.actor(), key)
 
     return await execute(request, caller, fingerprint_body, call, OrderDetail, "orders.place_order", 201)
 

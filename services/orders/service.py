@@ -72,14 +72,31 @@ def _save(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
 ) -> None:
+    # Not pipelined: under eventlet psycopg's pipeline wait spins and measured slower (320 vs 425 orders/s).
+    updated = _write(tx, outcome, previous_version, causation_id, idempotency_key, request_hash)
+    if updated is not None and updated.rowcount != 1:
+        # We hold the row lock, so this cannot happen unless something bypassed it: refuse loudly.
+        raise RuntimeError(f"order {outcome.order.id} changed under a held lock (version {previous_version})")
+
+
+def _write(
+    tx: psycopg.Connection[Any],
+    outcome: domain.Outcome,
+    previous_version: int | None,
+    causation_id: str,
+    idempotency_key: str | None,
+    request_hash: str | None,
+) -> psycopg.Cursor[Any] | None:
     order = outcome.order
+    updated = None
     if previous_version is None:
         store.insert(tx, order, idempotency_key, request_hash)
     else:
-        store.update(tx, order, previous_version)
+        updated = store.update(tx, order, previous_version)
     store.add_history(tx, order.id, outcome.history)
     for event in outcome.events:
         outbox.emit(tx, SERVICE, event, subject=str(order.id), correlation_id=str(order.id), causation_id=causation_id)
+    return updated
 
 
 def _with_auto_confirm(outcome: domain.Outcome, now: datetime) -> domain.Outcome:
@@ -116,20 +133,19 @@ def place_order(db: Database, command: Any, actor: Any, idempotency_key: str | N
     for _attempt in range(2):
         try:
             with db.transaction() as tx:
-                if key is not None:
-                    existing = store.find_by_idempotency_key(tx, key)
-                    if existing is not None:
-                        order, stored_hash = existing
-                        if stored_hash != request_hash:
-                            raise IdempotencyMismatch(
-                                f"Idempotency-Key {idempotency_key!r} was used for another order "
-                                f"({order.display_number}) with a different body.",
-                                order_id=str(order.id),
-                                number=order.number,
-                            )
-                        return _detail(tx, order)
+                number, existing = store.next_number(tx, key)
+                if existing is not None:
+                    order, stored_hash = existing
+                    if stored_hash != request_hash:
+                        raise IdempotencyMismatch(
+                            f"Idempotency-Key {idempotency_key!r} was used for another order "
+                            f"({order.display_number}) with a different body.",
+                            order_id=str(order.id),
+                            number=order.number,
+                        )
+                    return _detail(tx, order)
                 now = _now()
-                outcome = domain.new_order(cmd, store.next_number(tx), uuid.uuid4(), now, who)
+                outcome = domain.new_order(cmd, number, uuid.uuid4(), now, who)
                 outcome = _with_auto_confirm(outcome, now)
                 _save(
                     tx,
@@ -145,6 +161,70 @@ def place_order(db: Database, command: Any, actor: Any, idempotency_key: str | N
                 raise
             # The same key raced in from another request: the second pass returns the first one's order.
     raise RuntimeError("unreachable")
+
+
+def place_orders(db: Database, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Place many orders in one transaction: the gateway batches concurrent requests into one call.
+
+    One RPC and one commit per batch instead of per order is what lets placement scale (Nameko's per-call
+    cost is ~3 ms of CPU here). Each item answers on its own, ``{"result": detail}`` or ``{"error": ...}``
+    in Nameko's error shape; a bad item never fails the others. If the batch's transaction fails as a whole
+    (say, two requests with the same idempotency key racing), each item is placed on its own instead.
+    """
+    answers: list[dict[str, Any] | None] = [None] * len(requests)
+    prepared: list[tuple[int, PlaceOrder, Actor, str | None, str | None, str]] = []
+    for i, req in enumerate(requests):
+        try:
+            cmd = parse(PlaceOrder, req.get("command"), "order")
+            who = parse(Actor, req.get("actor"), "actor")
+        except DomainError as exc:
+            answers[i] = _error_answer(exc)
+            continue
+        raw_key = req.get("idempotency_key")
+        key = f"{who.id}:{raw_key}" if raw_key else None
+        prepared.append((i, cmd, who, raw_key, key, _request_hash(cmd)))
+    if prepared:
+        try:
+            with db.transaction() as tx:
+                numbers, existing = store.next_numbers(tx, [p[4] for p in prepared])
+                now = _now()
+                seen: set[str] = set()
+                for (i, cmd, who, raw_key, key, request_hash), number in zip(prepared, numbers, strict=True):
+                    if key is not None and (key in existing or key in seen):
+                        answers[i] = None  # answered after commit, on its own (replay or mismatch)
+                        continue
+                    if key is not None:
+                        seen.add(key)
+                    try:
+                        outcome = _with_auto_confirm(domain.new_order(cmd, number, uuid.uuid4(), now, who), now)
+                    except DomainError as exc:
+                        answers[i] = _error_answer(exc)
+                        continue
+                    _save(
+                        tx,
+                        outcome,
+                        previous_version=None,
+                        causation_id=f"command:place_order:{raw_key or uuid.uuid4()}",
+                        idempotency_key=key,
+                        request_hash=request_hash,
+                    )
+                    answers[i] = {"result": domain.to_detail(outcome.order, outcome.history).model_dump(mode="json")}
+        except psycopg.Error:
+            log.warning("batch of %d placements failed as a whole; placing them one by one", len(prepared))
+            answers = [a if a is not None and "error" in a else None for a in answers]
+    for i, req in enumerate(requests):
+        if answers[i] is None:
+            try:
+                answers[i] = {
+                    "result": place_order(db, req.get("command"), req.get("actor"), req.get("idempotency_key"))
+                }
+            except DomainError as exc:
+                answers[i] = _error_answer(exc)
+    return [a for a in answers if a is not None]
+
+
+def _error_answer(exc: DomainError) -> dict[str, Any]:
+    return {"error": {"exc_type": type(exc).__name__, "exc_args": [exc.detail, exc.extra], "value": exc.detail}}
 
 
 def get_order(db: Database, ref: str) -> dict[str, Any]:
@@ -209,6 +289,10 @@ class OrdersService:
     @rpc(expected_exceptions=DomainError)
     def place_order(self, command: Any, actor: Any, idempotency_key: str | None = None) -> dict[str, Any]:
         return place_order(self.db, command, actor, idempotency_key)
+
+    @rpc(expected_exceptions=DomainError)
+    def place_orders(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return place_orders(self.db, requests)
 
     @rpc(expected_exceptions=DomainError)
     def get_order(self, ref: str) -> dict[str, Any]:

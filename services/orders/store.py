@@ -29,10 +29,16 @@ _COLUMNS = (
 )
 
 
-def next_number(tx: Tx) -> int:
-    row = tx.execute("SELECT nextval('order_number_seq') AS n").fetchone()
+def next_number(tx: Tx, idempotency_key: str | None = None) -> tuple[int, tuple[Order, str | None] | None]:
+    """A new order number and, in the same round trip, the order an idempotency key already placed."""
+    row = tx.execute(
+        "SELECT nextval('order_number_seq') AS n, o.doc::text AS doc, o.request_hash "
+        "FROM (SELECT 1) one LEFT JOIN orders o ON o.idempotency_key = %s",
+        (idempotency_key,),
+    ).fetchone()
     assert row is not None
-    return int(row["n"])
+    existing = (Order.model_validate_json(row["doc"]), row["request_hash"]) if row["doc"] else None
+    return int(row["n"]), existing
 
 
 def _search_text(order: Order) -> str:
@@ -40,6 +46,23 @@ def _search_text(order: Order) -> str:
     phone_digits = re.sub(r"\D", "", c.phone or "")
     parts = [c.name.lower(), phone_digits, (c.email or "").lower(), *(i.sku.lower() for i in order.items)]
     return " ".join(p for p in parts if p)
+
+
+def next_numbers(tx: Tx, keys: Sequence[str | None]) -> tuple[list[int], dict[str, tuple[Order, str | None]]]:
+    """Order numbers for a batch, and the orders its idempotency keys already placed: two round trips."""
+    row = tx.execute(
+        "SELECT array_agg(nextval('order_number_seq')) AS numbers FROM generate_series(1, %s)", (len(keys),)
+    ).fetchone()
+    assert row is not None
+    existing: dict[str, tuple[Order, str | None]] = {}
+    wanted = [k for k in keys if k]
+    if wanted:
+        for r in tx.execute(
+            "SELECT idempotency_key, doc::text AS doc, request_hash FROM orders WHERE idempotency_key = ANY(%s)",
+            (wanted,),
+        ).fetchall():
+            existing[r["idempotency_key"]] = (Order.model_validate_json(r["doc"]), r["request_hash"])
+    return [int(n) for n in row["numbers"]], existing
 
 
 def _row(order: Order) -> tuple[Any, ...]:
@@ -67,45 +90,46 @@ def _row(order: Order) -> tuple[Any, ...]:
 
 def insert(tx: Tx, order: Order, idempotency_key: str | None = None, request_hash: str | None = None) -> None:
     tx.execute(
-        f"INSERT INTO orders ({_COLUMNS}, idempotency_key, request_hash) "
-        f"VALUES ({', '.join(['%s'] * 18)}, %s, %s)",
+        f"INSERT INTO orders ({_COLUMNS}, idempotency_key, request_hash) VALUES ({', '.join(['%s'] * 18)}, %s, %s)",
         (*_row(order), idempotency_key, request_hash),
     )
 
 
-def update(tx: Tx, order: Order, previous_version: int) -> None:
-    """Save a changed order; the caller holds the row lock, the version check is the last line of defence."""
+def update(tx: Tx, order: Order, previous_version: int) -> psycopg.Cursor[Any]:
+    """Save a changed order; the caller holds the row lock, the version check is the last line of defence.
+
+    Returns the cursor: in pipeline mode its ``rowcount`` (1 if the version matched) is known after sync.
+    """
     values = _row(order)
     sets = ", ".join(f"{col.strip()} = %s" for col in _COLUMNS.split(",")[2:])
-    cur = tx.execute(
+    return tx.execute(
         f"UPDATE orders SET {sets} WHERE id = %s AND version = %s", (*values[2:], order.id, previous_version)
     )
-    if cur.rowcount != 1:
-        raise RuntimeError(f"order {order.id} changed under a held lock (version {previous_version})")
 
 
 def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryEntry]) -> None:
     if not entries:
         return
-    with tx.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO order_history (order_id, seq, at, actor, action, from_stage, to_stage, reason, data) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [
-                (
-                    order_id,
-                    e.seq,
-                    e.at,
-                    Jsonb(e.actor.model_dump(mode="json")),
-                    e.action,
-                    e.from_stage.value if e.from_stage else None,
-                    e.to_stage.value if e.to_stage else None,
-                    e.reason,
-                    Jsonb(json.loads(json.dumps(e.data, default=str))),
-                )
-                for e in entries
-            ],
+    rows = [
+        (
+            order_id,
+            e.seq,
+            e.at,
+            Jsonb(e.actor.model_dump(mode="json")),
+            e.action,
+            e.from_stage.value if e.from_stage else None,
+            e.to_stage.value if e.to_stage else None,
+            e.reason,
+            Jsonb(json.loads(json.dumps(e.data, default=str))),
         )
+        for e in entries
+    ]
+    # One multi-row INSERT (not executemany): a single statement that pipelines with the rest.
+    tx.execute(
+        "INSERT INTO order_history (order_id, seq, at, actor, action, from_stage, to_stage, reason, data) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows)),
+        [v for row in rows for v in row],
+    )
 
 
 def history(tx: Tx, order_id: UUID) -> list[HistoryEntry]:
@@ -137,15 +161,6 @@ def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
     if row is None:
         raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
     return Order.model_validate_json(row["doc"])
-
-
-def find_by_idempotency_key(tx: Tx, key: str) -> tuple[Order, str | None] | None:
-    row = tx.execute(
-        "SELECT doc::text AS doc, request_hash FROM orders WHERE idempotency_key = %s", (key,)
-    ).fetchone()
-    if row is None:
-        return None
-    return Order.model_validate_json(row["doc"]), row["request_hash"]
 
 
 def stale_placed_orders(tx: Tx, placed_before: datetime, limit: int = 200) -> list[Order]:
@@ -249,9 +264,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def set_payment_projection(
-    tx: Tx, order: Order, payment_status: str | None, paid_at: datetime | None
-) -> None:
+def set_payment_projection(tx: Tx, order: Order, payment_status: str | None, paid_at: datetime | None) -> None:
     """Payments own the payment status; orders keep a copy for the list (sort by payment completion)."""
     tx.execute(
         "UPDATE orders SET payment_status = %s, paid_at = %s, doc = %s WHERE id = %s",
