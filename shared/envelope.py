@@ -62,24 +62,33 @@ class Envelope(BaseModel):
             exchange=EVENTS_EXCHANGE,
             routing_key=self.type,
             body=self.to_json().encode(),
-            properties=message_properties(self),
+            properties=message_properties(
+                event_id=self.id, event_type=self.type, subject=self.subject, sequence=self.sequence,
+                correlation_id=self.correlationid, time=self.time, source=self.source,
+            ),
             mandatory=True,
         )
 
 
-def message_properties(env: Envelope) -> dict[str, Any]:
+def message_properties(
+    *,
+    event_id: uuid.UUID,
+    event_type: str,
+    subject: str,
+    sequence: int,
+    correlation_id: str,
+    time: datetime,
+    source: str,
+) -> dict[str, Any]:
+    """AMQP properties mirroring the CloudEvent attributes a broker-side filter or a dashboard needs."""
     return {
         "content_type": CONTENT_TYPE,
-        "message_id": str(env.id),
-        "type": env.type,
-        "correlation_id": env.correlationid,
+        "message_id": str(event_id),
+        "type": event_type,
+        "correlation_id": correlation_id,
         "delivery_mode": 2,
-        "timestamp": int(env.time.timestamp()),
-        "application_headers": {
-            "ce-source": env.source,
-            "ce-subject": env.subject,
-            "ce-sequence": env.sequence,
-        },
+        "timestamp": int(time.timestamp()),
+        "application_headers": {"ce-source": source, "ce-subject": subject, "ce-sequence": sequence},
     }
 
 

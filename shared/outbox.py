@@ -161,7 +161,10 @@ class Relay:
             return 0
         messages = []
         for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows:
-            env_props = _properties(self.schema, event_id, event_type, subject, sequence, correlation_id, created_at)
+            env_props = message_properties(
+                event_id=event_id, event_type=event_type, subject=subject, sequence=sequence,
+                correlation_id=correlation_id, time=created_at, source=source_for(self.schema),
+            )
             messages.append(OutgoingMessage("oms.events", event_type, payload.encode(), env_props, mandatory=True))
         publisher.publish(messages)
         conn.execute("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)", ([r[0] for r in rows],))
@@ -174,28 +177,6 @@ class Relay:
             log.info("outbox %s: %d events had no subscriber", self.schema, len(publisher.returned))
             publisher.returned.clear()
         return len(rows)
-
-
-def _properties(
-    service: str,
-    event_id: uuid.UUID,
-    event_type: str,
-    subject: str,
-    sequence: int,
-    correlation_id: str,
-    created: datetime,
-) -> dict[str, Any]:
-    # Rebuild the AMQP properties without re-parsing the payload: the relay's hot path.
-    env = Envelope.model_construct(
-        id=event_id,
-        type=event_type,
-        subject=subject,
-        sequence=sequence,
-        correlationid=correlation_id,
-        time=created,
-        source=source_for(service),
-    )
-    return message_properties(env)
 
 
 def purge_published(conn: psycopg.Connection[Any], older_than_days: int = 7) -> int:

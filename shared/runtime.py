@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     runner = ServiceRunner(config)
     runner.add_service(service_cls)
 
-    stopping = []
+    stopping: list[int] = []
 
     def shutdown(signum: int, frame: object) -> None:
         # Graceful: stop consuming, let running workers finish, then exit (Ctrl-C or SIGTERM). A second

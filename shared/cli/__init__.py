@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from shared.cli import apikey, bench, demo, dlq, events, system
+from shared.cli import apikey, bench, demo, dlq, docs, events, system
 
 app = typer.Typer(
     name="oms",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.command("migrate")(system.migrate)
 app.command("run")(system.run)
 app.command("config")(system.config)
+app.command("docs")(docs.docs)
 app.command("place-test-order")(demo.place_test_order)
 app.command("demo")(demo.demo)
 app.add_typer(apikey.app, name="apikey")

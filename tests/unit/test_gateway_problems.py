@@ -23,7 +23,7 @@ from services.gateway.rpc import (
     rebuild_error,
 )
 from shared.config import Settings
-from shared.errors import IllegalTransition, NotFound, VersionConflict
+from shared.errors import DomainError, IllegalTransition, NotFound, VersionConflict
 
 pytestmark = pytest.mark.unit
 
@@ -64,6 +64,14 @@ class FakeRpc:
         self.connected = True
 
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        if method == "place_orders":  # the gateway batches placements: answer per item, as the service does
+            answers = []
+            for request in kwargs["requests"]:
+                try:
+                    answers.append({"result": await self.call(service, "place_order", **request)})
+                except DomainError as exc:
+                    answers.append({"error": {"exc_type": type(exc).__name__, "exc_args": [exc.detail, exc.extra]}})
+            return answers
         self.calls.append((service, method, args, kwargs))
         result = self.results.get(method, order_detail())
         if isinstance(result, BaseException):

@@ -1,0 +1,64 @@
+"""``oms docs``: the README's generated tables (stage machine, event catalog, configuration).
+
+The README embeds these between ``<!-- BEGIN x -->`` / ``<!-- END x -->`` markers; ``oms docs --write``
+refreshes them and a unit test fails when the README and the code disagree.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+
+
+def stages_table() -> str:
+    from services.orders.domain import status_machine_table
+
+    rows = ["| stage | meaning | can move to |", "|---|---|---|"]
+    for s in status_machine_table()["stages"]:
+        targets = ", ".join(f"`{t}`" for t in s["allowed"]) or "— (final)"
+        rows.append(f"| `{s['stage']}` | {s['description']} | {targets} |")
+    return "\n".join(rows)
+
+
+def events_table() -> str:
+    from shared.catalog import load_all
+
+    rows = ["| type (routing key) | published by | when |", "|---|---|---|"]
+    for event_type, entry in sorted(load_all().items(), key=lambda kv: (kv[1].service != "orders", kv[0])):
+        rows.append(f"| `{event_type}` | {entry.service} | {entry.description} |")
+    return "\n".join(rows)
+
+
+def config_table() -> str:
+    from shared.config import settings_table
+
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for var, default, desc in settings_table():
+        rows.append(f"| `{var}` | `{default}` | {desc} |")
+    return "\n".join(rows)
+
+
+SECTIONS = {"stages": stages_table, "events": events_table, "config": config_table}
+
+
+def render(text: str) -> str:
+    for name, build in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n)(?:.*?\n)?(<!-- END {name} -->)", re.S)
+        text = pattern.sub(lambda m, b=build: m.group(1) + b() + "\n" + m.group(2), text)  # type: ignore[misc]
+    return text
+
+
+def docs(write: Annotated[bool, typer.Option(help="Rewrite README.md's generated tables.")] = False) -> None:
+    """Print (or write into README.md) the tables generated from the code."""
+    if write:
+        README.write_text(render(README.read_text()))
+        typer.echo("README.md updated")
+        return
+    for name, build in SECTIONS.items():
+        typer.echo(f"## {name}\n{build()}\n")
