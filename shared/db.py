@@ -47,8 +47,8 @@ def ensure_database(url: str) -> None:
     with psycopg.connect(with_database(url, "postgres"), autocommit=True, connect_timeout=5) as conn:
         try:
             conn.execute(f'CREATE DATABASE "{check_ident(name)}"')
-        except psycopg.errors.DuplicateDatabase:
-            pass  # another process created it meanwhile
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it meanwhile (a race shows as either error)
 
 
 def connect(url: str, schema: str, **kwargs: Any) -> psycopg.Connection[Any]:

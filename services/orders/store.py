@@ -241,8 +241,10 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         key = f"coalesce(paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
     else:
         key = "placed_at"
+    # The cursor names the sort AND the direction: a position in one ordering means nothing in another.
+    ordering = f"{query.sort} {query.direction}"
     if query.cursor:
-        after_key, after_number = _decode_cursor(query.cursor, query.sort)
+        after_key, after_number = _decode_cursor(query.cursor, ordering)
         where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s)")
         params.extend([after_key, after_number])
     order_by = f"{key} {'DESC' if desc else 'ASC'}, number {'DESC' if desc else 'ASC'}"
@@ -252,11 +254,20 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         + f" ORDER BY {order_by} LIMIT %s"
     )
     params.append(query.limit + 1)
-    rows = tx.execute(sql, params).fetchall()
+    try:
+        rows = tx.execute(sql, params).fetchall()
+    except psycopg.errors.DataError:
+        if not query.cursor:
+            raise
+        # Only the cursor's values are free text here: a tampered one is the client's error, not a 500.
+        raise InvalidRequest(
+            "The cursor is not one this API returned.",
+            errors=[{"field": "cursor", "reason": "malformed cursor (bad position)"}],
+        ) from None
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     orders = [Order.model_validate_json(r["doc"]) for r in rows]
-    next_cursor = _encode_cursor(query.sort, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
+    next_cursor = _encode_cursor(ordering, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
     return orders, next_cursor
 
 
