@@ -7,6 +7,7 @@ state (``gateway.api_keys``, ``gateway.idempotency_keys``), not the RPC path (se
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 import time
@@ -25,7 +26,8 @@ from services.gateway.app import create_app
 from services.gateway.auth import create_api_key, list_api_keys, revoke_api_key
 from services.gateway.rpc import ServiceUnavailable
 from shared.config import Settings
-from shared.errors import DomainError, IllegalTransition
+from shared.errors import IllegalTransition
+from tests.fakes import answer_place_orders
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +60,8 @@ class CountingOrders:
         self.connected = True
 
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        if method == "place_orders":  # the gateway batches placements: answer per item, as the service does
-            answers = []
-            for request in kwargs["requests"]:
-                try:
-                    answers.append({"result": await self.call(service, "place_order", **request)})
-                except DomainError as exc:
-                    answers.append({"error": {"exc_type": type(exc).__name__, "exc_args": [exc.detail, exc.extra]}})
-            return answers
+        if method == "place_orders":  # the gateway batches placements
+            return await answer_place_orders(functools.partial(self.call, service, "place_order"), kwargs["requests"])
         self.calls.append((method, kwargs))
         self.entered.set()
         while not self.hold.is_set():

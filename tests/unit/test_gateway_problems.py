@@ -3,6 +3,7 @@ in-process stand-ins (no servers). Wire compatibility and the real stores are in
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +24,8 @@ from services.gateway.rpc import (
     rebuild_error,
 )
 from shared.config import Settings
-from shared.errors import DomainError, IllegalTransition, NotFound, VersionConflict
+from shared.errors import IllegalTransition, NotFound, VersionConflict
+from tests.fakes import answer_place_orders
 
 pytestmark = pytest.mark.unit
 
@@ -64,14 +66,8 @@ class FakeRpc:
         self.connected = True
 
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
-        if method == "place_orders":  # the gateway batches placements: answer per item, as the service does
-            answers = []
-            for request in kwargs["requests"]:
-                try:
-                    answers.append({"result": await self.call(service, "place_order", **request)})
-                except DomainError as exc:
-                    answers.append({"error": {"exc_type": type(exc).__name__, "exc_args": [exc.detail, exc.extra]}})
-            return answers
+        if method == "place_orders":  # the gateway batches placements
+            return await answer_place_orders(functools.partial(self.call, service, "place_order"), kwargs["requests"])
         self.calls.append((service, method, args, kwargs))
         result = self.results.get(method, order_detail())
         if isinstance(result, BaseException):
