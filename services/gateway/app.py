@@ -66,6 +66,14 @@ from services.orders.schemas import (
     SetPaymentMethod,
     Transition,
 )
+from services.payments.schemas import (
+    PaymentLinkView,
+    PaymentSummary,
+    RecordManualPayment,
+    RefundCommand,
+    RefundPreviewView,
+    WebhookAck,
+)
 from shared.config import Settings, get_settings
 from shared.errors import DomainError
 
@@ -482,6 +490,89 @@ async def delete_note(request: Request, ref: Ref, note_id: UUID, caller: Caller)
         )
 
     return await execute(request, caller, None, call, OrderDetail, "orders.delete_note")
+
+
+# ------------------------------------------------------------------------------------------------ payments
+async def _payments_order_id(request: Request, ref: str) -> str:
+    """The order id for a ref (id, number or #number): payments know orders by id only."""
+    order = await gateway(request).rpc.call("orders", "get_order", ref=ref)
+    return str(order["id"])
+
+
+@router.get("/orders/{ref}/payments", response_model=PaymentSummary, tags=["payments"], responses=_READ_PROBLEMS,
+            summary="The order's payment status, totals, payment attempts and ledger")
+async def payment_summary(request: Request, ref: Ref) -> Response:
+    order_id = await _payments_order_id(request, ref)
+    result = await gateway(request).rpc.call("payments", "summary", order_id=order_id)
+    return _render(PaymentSummary, result, "payments.summary")
+
+
+@router.post("/orders/{ref}/payments/manual", response_model=PaymentSummary, tags=["payments"],
+             responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
+             summary="Record money received by hand (cash, bank transfer, POS), in full or in part")
+async def record_manual_payment(request: Request, ref: Ref, command: RecordManualPayment, caller: Caller) -> Response:
+    payload = command.model_dump(mode="json")
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(_key: str | None) -> Any:
+        return await gateway(request).rpc.call(
+            "payments", "record_manual_payment", order_id=order_id, command=payload, actor=caller.actor()
+        )
+
+    return await execute(request, caller, payload, call, PaymentSummary, "payments.record_manual_payment")
+
+
+@router.post("/orders/{ref}/payments/link", response_model=PaymentLinkView, tags=["payments"],
+             responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
+             summary="Create (or reuse) a card payment link for what is still due")
+async def create_payment_link(request: Request, ref: Ref, caller: Caller) -> Response:
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(_key: str | None) -> Any:
+        return await gateway(request).rpc.call(
+            "payments", "create_payment_link", order_id=order_id, actor=caller.actor()
+        )
+
+    return await execute(request, caller, None, call, PaymentLinkView, "payments.create_payment_link")
+
+
+@router.post("/orders/{ref}/refunds/preview", response_model=RefundPreviewView, tags=["payments"],
+             responses=_READ_PROBLEMS, summary="Exactly what a refund would give back (nothing is changed)")
+async def refund_preview(request: Request, ref: Ref, command: RefundCommand) -> Response:
+    order_id = await _payments_order_id(request, ref)
+    result = await gateway(request).rpc.call(
+        "payments", "refund_preview", order_id=order_id, command=command.model_dump(mode="json")
+    )
+    return _render(RefundPreviewView, result, "payments.refund_preview")
+
+
+@router.post("/orders/{ref}/refunds", response_model=RefundPreviewView, tags=["payments"],
+             responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
+             summary="Refund by item quantities, shipping and adjustments (idempotent with Idempotency-Key)")
+async def refund(request: Request, ref: Ref, command: RefundCommand, caller: Caller) -> Response:
+    payload = command.model_dump(mode="json")
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(key: str | None) -> Any:
+        return await gateway(request).rpc.call(
+            "payments", "refund", order_id=order_id, command=payload, actor=caller.actor(),
+            idempotency_key=f"{caller.id}:{key}" if key else None,
+        )
+
+    return await execute(request, caller, payload, call, RefundPreviewView, "payments.refund")
+
+
+_WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")
+
+
+@public.post("/payments/webhooks/sandbox", response_model=WebhookAck, tags=["payments"],
+             responses=problem_responses(400, 404, 500, 502, 503, 504),
+             summary="Provider webhook (authenticated by its signature, not an API key)")
+async def sandbox_webhook(request: Request) -> Response:
+    body = (await request.body()).decode("utf-8", "replace")
+    headers = {k: v for k, v in request.headers.items() if k.lower() in _WEBHOOK_HEADERS}
+    result = await gateway(request).rpc.call("payments", "handle_webhook", body=body, headers=headers)
+    return _render(WebhookAck, result, "payments.handle_webhook")
 
 
 _stage_table: dict[str, Any] | None = None

@@ -26,6 +26,7 @@ from services.orders.schemas import (
     AddNote,
     ChangeCustomer,
     EditNote,
+    HistoryEntry,
     OrderPage,
     OrderQuery,
     PlaceOrder,
@@ -35,9 +36,11 @@ from services.orders.schemas import (
     Transition,
     field_errors,
 )
-from shared import outbox
+from shared import inbox, outbox
 from shared.config import get_settings
+from shared.consumer import subscribe
 from shared.db import Database
+from shared.envelope import Envelope
 from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
@@ -276,6 +279,85 @@ def abandon_stale_orders(db: Database, abandon_after_seconds: float, batch: int 
     return count
 
 
+# ------------------------------------------------------------------------------------- payment projection
+
+PAYMENTS_ACTOR = Actor(type="system", id="payments", name="Payments service")
+PAYMENTS_CONSUMER = "orders.payments"
+
+
+def handle_payment_event(db: Database, env: Envelope) -> inbox.Outcome:
+    """Apply one ``payment.*``/``refund.*`` event once and in order (per-order sequence of payments)."""
+    return inbox.process(db, PAYMENTS_CONSUMER, env, apply_payment_event)
+
+
+def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
+    """Payments own the payment status; orders keep a copy (list, sort by paid_at) and act on it:
+
+    * ``payment.status_changed.v1``: project ``payment_status``/``paid_at``; a paid card order with address
+      and note (added or skipped) is confirmed automatically (history + ``order.stage_changed.v1``);
+    * ``payment.ledger_violation.v1``: the order goes on hold with the reason (when it can), so staff see it;
+    * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``).
+    """
+    from services.payments import events as pev
+    from shared.catalog import parse_data
+
+    data = parse_data(env)
+    now = _now()
+    if isinstance(data, pev.PaymentStatusChanged):
+        order = store.load(tx, env.subject, for_update=True)
+        paid_at = data.paid_at or order.paid_at
+        projected = order.model_copy(update={"payment_status": data.status, "paid_at": paid_at})
+        confirmed = domain.auto_confirm(projected, now)
+        if confirmed is None:
+            store.set_payment_projection(tx, projected, data.status, paid_at)
+            return
+        outcome = domain.Outcome(
+            order=confirmed.order,
+            changes=confirmed.changes,
+            history=[confirmed.history_entry],
+            events=[confirmed.event],
+        )
+        _save(tx, outcome, previous_version=order.version, causation_id=str(env.id))
+    elif isinstance(data, pev.PaymentLedgerViolation):
+        order = store.load(tx, env.subject, for_update=True)
+        reason = data.reason[:1000]
+        if domain.can_transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR):
+            moved = domain.transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR, reason, now)
+            _save(tx, moved.as_outcome(), previous_version=order.version, causation_id=str(env.id))
+        else:
+            _add_payment_history(tx, order, "payment_ledger_violation", reason, {"violations": data.violations}, now)
+    elif isinstance(data, pev.RefundCompleted):
+        order = store.load(tx, env.subject, for_update=True)
+        details = {
+            "reference": data.reference,
+            "amount": str(data.amount),
+            "currency": data.currency,
+            "manual": data.manual,
+            "manual_amount": str(data.manual_amount),
+            "lines": data.lines,
+            "allocations": data.allocations,
+        }
+        _add_payment_history(tx, order, "refund_completed", data.reason, details, now)
+
+
+def _add_payment_history(
+    tx: psycopg.Connection[Any],
+    order: domain.Order,
+    action: str,
+    reason: str | None,
+    data: dict[str, Any],
+    now: datetime,
+) -> None:
+    seq = order.history_seq + 1
+    new = order.model_copy(update={"history_seq": seq, "version": order.version + 1, "updated_at": now})
+    if store.update(tx, new, order.version).rowcount != 1:
+        raise RuntimeError(f"order {order.id} changed under a held lock (version {order.version})")
+    entry = HistoryEntry(
+        seq=seq, at=now, actor=PAYMENTS_ACTOR, action=action, reason=reason, data={**data, "version": new.version}
+    )
+    store.add_history(tx, order.id, [entry])
+
+
 # ---------------------------------------------------------------------------------------------- Nameko
 
 
@@ -352,6 +434,10 @@ class OrdersService:
     @rpc
     def status_machine(self) -> dict[str, Any]:
         return domain.status_machine_table()
+
+    @subscribe("payments", ["payment.#", "refund.#"])
+    def on_payment_event(self, env: Envelope, data: Any) -> None:
+        handle_payment_event(self.db, env)
 
     @timer(interval=get_settings().abandon_check_interval_seconds)
     def abandon_stale_orders(self) -> None:

@@ -528,10 +528,14 @@ def create_app(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Sandbox card payment provider (tests and demos only)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--webhook-url", default=os.environ.get("OMS_SANDBOX_WEBHOOK_URL"))
-    parser.add_argument("--webhook-secret", default=os.environ.get("OMS_SANDBOX_WEBHOOK_SECRET"))
+    # With no arguments (``oms run``) it works with the local gateway: port OMS_SANDBOX_PORT (8090), webhooks
+    # to the gateway on OMS_HTTP_PORT, signed with OMS_SANDBOX_WEBHOOK_SECRET or the development secret.
+    from services.payments.settings import default_webhook_url, sandbox_port, webhook_secret
+
+    parser.add_argument("--host", default=os.environ.get("OMS_SANDBOX_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=sandbox_port())
+    parser.add_argument("--webhook-url", default=default_webhook_url())
+    parser.add_argument("--webhook-secret", default=webhook_secret())
     parser.add_argument("--duplicate-rate", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each webhook delivery")
     parser.add_argument("--max-delay", type=float, default=None, help="random delay between --delay and this")

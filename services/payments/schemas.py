@@ -1,0 +1,141 @@
+"""The payments contract: RPC/HTTP request bodies and response views (money as decimal strings)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from services.orders.schemas import Amount, MoneyValue
+
+ManualMethod = Literal["cash_on_delivery", "bank_transfer", "pos_on_delivery"]
+Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class RecordManualPayment(_Command):
+    """Staff record money received by hand (cash, bank transfer, POS), in full or in part.
+
+    ``reference`` (the receipt or transfer reference) makes it idempotent: the same reference twice
+    records the money once. ``method`` defaults to the order's payment method."""
+
+    amount: Amount
+    method: ManualMethod | None = None
+    reference: Reference | None = None
+
+
+class RefundCommand(_Command):
+    """A refund: units per line (line id or SKU), shipping, an extra amount, minus a fee kept."""
+
+    lines: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = Field(default_factory=dict)
+    shipping: Amount = Decimal(0)
+    adjustment_refund: Amount = Decimal(0)
+    adjustment_fee: Amount = Decimal(0)
+    reference: Reference | None = None
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class PaymentView(_View):
+    id: str
+    method: str
+    status: str
+    amount: MoneyValue
+    provider_ref: str | None = None
+    link_id: str | None = None
+    link_url: str | None = None
+    created_at: datetime
+
+
+class LedgerEntryView(_View):
+    kind: str
+    amount: MoneyValue
+    currency: str
+    payment_id: str
+    reference: str
+    at: datetime
+    manual_action_required: bool = False
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class PaymentSummary(_View):
+    """The payment side of an order: computed status, totals, attempts and every money movement."""
+
+    order_id: UUID
+    number: int
+    currency: str
+    total: MoneyValue
+    payment_method: str | None = None
+    stage: str
+    status: str
+    paid_at: datetime | None = None
+    on_hold_reason: str | None = None
+    authorized: MoneyValue
+    captured: MoneyValue
+    refunded: MoneyValue
+    pending: MoneyValue
+    net_paid: MoneyValue
+    balance_due: MoneyValue
+    overpaid: MoneyValue
+    payments: list[PaymentView] = Field(default_factory=list)
+    ledger: list[LedgerEntryView] = Field(default_factory=list)
+    duplicate: bool = False
+
+
+class PaymentLinkView(_View):
+    order_id: UUID
+    payment_id: str
+    link_id: str
+    url: str
+    amount: MoneyValue
+    currency: str
+    status: str
+
+
+class RefundLineView(_View):
+    line_id: str
+    sku: str
+    quantity: int
+    amount: MoneyValue
+    remaining_quantity: int
+
+
+class AllocationView(_View):
+    payment_id: str
+    amount: MoneyValue
+    via_provider: bool
+
+
+class RefundPreviewView(_View):
+    """Exactly what a refund would give back; ``ok`` false lists every reason in ``errors``."""
+
+    order_id: UUID
+    currency: str
+    ok: bool
+    lines: list[RefundLineView] = Field(default_factory=list)
+    shipping: MoneyValue
+    adjustment_refund: MoneyValue
+    adjustment_fee: MoneyValue
+    total: MoneyValue
+    refundable_before: MoneyValue
+    status_after: str | None = None
+    allocations: list[AllocationView] = Field(default_factory=list)
+    errors: list[dict[str, str]] = Field(default_factory=list)
+    already_applied: bool = False
+    reference: str | None = None
+    manual: bool = False
+
+
+class WebhookAck(_View):
+    received: bool = True
+    duplicate: bool = False
+    event_type: str | None = None
