@@ -7,7 +7,9 @@ field errors) that the gateway turns into an RFC 9457 problem document.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 
 class DomainError(Exception):
@@ -56,3 +58,41 @@ DOMAIN_ERRORS: dict[str, type[DomainError]] = {
     cls.__name__: cls
     for cls in (DomainError, NotFound, IllegalTransition, VersionConflict, InvalidRequest, IdempotencyMismatch)
 }
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """``("items", 0, "quantity")`` -> ``"items[0].quantity"``: the way a person names a field."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, str]]:
+    """A pydantic ``ValidationError`` as the ``errors`` list of an ``InvalidRequest`` (``field``, ``reason``).
+
+    Whole-body errors (e.g. "give either a note or skip=true") get the field ``""``.
+    """
+    errors = []
+    for err in exc.errors(include_url=False):
+        reason = err["msg"].removeprefix("Value error, ")
+        errors.append({"field": field_path(err["loc"]), "reason": reason})
+    return errors
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, what: str = "request") -> M:
+    """Validate an RPC argument with its contract model; field errors name the field (items[0].quantity)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        raise InvalidRequest(
+            f"The {what} is not valid: " + "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors),
+            errors=errors,
+        ) from None

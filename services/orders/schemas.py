@@ -32,10 +32,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     WithJsonSchema,
     model_validator,
 )
+
+from shared.errors import field_errors, field_path
 
 # --------------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -418,29 +419,6 @@ class OrderQuery(_Command):
 # --------------------------------------------------------------------------------------------------------
 # Errors
 # --------------------------------------------------------------------------------------------------------
-
-
-def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """``("items", 0, "quantity")`` -> ``"items[0].quantity"``: the way a person names a field."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
-def field_errors(exc: ValidationError) -> list[dict[str, str]]:
-    """A pydantic ``ValidationError`` as the ``errors`` list of an ``InvalidRequest`` (``field``, ``reason``).
-
-    Whole-body errors (e.g. "give either a note or skip=true") get the field ``""``.
-    """
-    errors = []
-    for err in exc.errors(include_url=False):
-        reason = err["msg"].removeprefix("Value error, ")
-        errors.append({"field": field_path(err["loc"]), "reason": reason})
-    return errors
 
 
 __all__ = [

@@ -13,12 +13,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from nameko.rpc import rpc
 from nameko.timer import timer
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from services.orders import domain, store
 from services.orders.schemas import (
@@ -34,36 +34,22 @@ from services.orders.schemas import (
     SetCustomerNote,
     SetPaymentMethod,
     Transition,
-    field_errors,
 )
 from shared import inbox, outbox
 from shared.config import get_settings
 from shared.consumer import subscribe
 from shared.db import Database
 from shared.envelope import Envelope
-from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest
+from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest, parse
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
 log = logging.getLogger(__name__)
 
 SERVICE = "orders"
-M = TypeVar("M", bound=BaseModel)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def parse(model: type[M], data: Any, what: str = "request") -> M:
-    """Validate an RPC argument with the contract model; field errors name the field (items[0].quantity)."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        raise InvalidRequest(
-            f"The {what} is not valid: " + "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors),
-            errors=errors,
-        ) from None
 
 
 def _save(

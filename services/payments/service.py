@@ -21,14 +21,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
-from pydantic import BaseModel, ValidationError
 
-from services.orders.schemas import field_errors
 from services.payments import domain, store
 from services.payments import events as ev
 from services.payments.provider import (
@@ -48,14 +46,13 @@ from shared.config import get_settings
 from shared.consumer import subscribe
 from shared.db import Database
 from shared.envelope import Envelope
-from shared.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
+from shared.errors import DomainError, IllegalTransition, InvalidRequest, NotFound, parse
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
 log = logging.getLogger(__name__)
 
 SERVICE = "payments"
 CONSUMER = "payments.orders"
-M = TypeVar("M", bound=BaseModel)
 Tx = psycopg.Connection[Any]
 
 CLOSED_STAGES = frozenset({"cancelled", "rejected"})
@@ -71,17 +68,6 @@ class ProviderFailed(DomainError):
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def parse(model: type[M], data: Any, what: str = "request") -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        raise InvalidRequest(
-            f"The {what} is not valid: " + "; ".join(f"{e['field'] or 'body'}: {e['reason']}" for e in errors),
-            errors=errors,
-        ) from None
 
 
 def _emit(tx: Tx, row: Mapping[str, Any], event: ev.PaymentEvent, causation_id: str) -> None:
