@@ -1,14 +1,19 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from services.payments.settings import DEV_WEBHOOK_SECRET
 from tests.conftest import Servers
-from tests.processes import gateway_process, service_process
+from tests.processes import _process, gateway_process, service_process
 
 
 def free_port() -> int:
@@ -68,3 +73,44 @@ def tap(system: System) -> Iterator[Any]:
 
     yield Tap()
     conn.close()
+
+
+@dataclass
+class Payments:
+    system: System
+    sandbox: str
+    logs: Path
+
+    def api(self, **headers: str) -> httpx.Client:
+        return httpx.Client(base_url=self.system.base, headers={**self.system.headers, **headers}, timeout=15)
+
+
+@pytest.fixture(scope="session")
+def payments(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
+    """The payments service and the sandbox provider, next to the orders service and gateway of ``system``.
+
+    The sandbox starts with no arguments, as ``oms run`` starts it: its port, webhook URL (the gateway's
+    port) and secret come from the environment.
+    """
+    sandbox_port = free_port()
+    env = {
+        **system.env,
+        "OMS_SANDBOX_PORT": str(sandbox_port),
+        "OMS_SANDBOX_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
+        "OMS_SANDBOX_WEBHOOK_SECRET": DEV_WEBHOOK_SECRET,
+    }
+    logs = tmp_path_factory.mktemp("payments-e2e-logs")
+    sandbox_cmd = [sys.executable, "-m", "services.payments.provider.sandbox"]
+    with _process(sandbox_cmd, "sandbox", env, logs, "Uvicorn running"), service_process("payments", env, logs):
+        yield Payments(system, f"http://127.0.0.1:{sandbox_port}", logs)
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")

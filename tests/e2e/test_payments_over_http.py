@@ -4,13 +4,10 @@ receipts, refunds with preview, cancel after payment. Real orders + payments + g
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,8 +16,7 @@ import pytest
 from services.payments.provider import sign_webhook
 from services.payments.provider.sandbox import CARD_DECLINE, CARD_SUCCESS
 from services.payments.settings import DEV_WEBHOOK_SECRET
-from tests.e2e.conftest import System, free_port
-from tests.processes import _process, service_process
+from tests.e2e.conftest import Payments, System, until
 
 pytestmark = pytest.mark.e2e
 
@@ -36,36 +32,6 @@ ORDER = {
 }
 TOTAL = Decimal("39.89")
 ADDRESS = {"address": {"line1": "1 Pay Street", "city": "Berlin", "postal_code": "10115", "country": "DE"}}
-
-
-@dataclass
-class Payments:
-    system: System
-    sandbox: str
-    logs: Path
-
-    def api(self, **headers: str) -> httpx.Client:
-        return httpx.Client(base_url=self.system.base, headers={**self.system.headers, **headers}, timeout=15)
-
-
-@pytest.fixture(scope="module")
-def payments(system: System, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Payments]:
-    """The payments service and the sandbox provider, next to the orders service and gateway of ``system``.
-
-    The sandbox starts with no arguments, as ``oms run`` starts it: its port, webhook URL (the gateway's
-    port) and secret come from the environment.
-    """
-    sandbox_port = free_port()
-    env = {
-        **system.env,
-        "OMS_SANDBOX_PORT": str(sandbox_port),
-        "OMS_SANDBOX_PROVIDER_URL": f"http://127.0.0.1:{sandbox_port}",
-        "OMS_SANDBOX_WEBHOOK_SECRET": DEV_WEBHOOK_SECRET,
-    }
-    logs = tmp_path_factory.mktemp("payments-e2e-logs")
-    sandbox_cmd = [sys.executable, "-m", "services.payments.provider.sandbox"]
-    with _process(sandbox_cmd, "sandbox", env, logs, "Uvicorn running"), service_process("payments", env, logs):
-        yield Payments(system, f"http://127.0.0.1:{sandbox_port}", logs)
 
 
 @pytest.fixture()
@@ -91,17 +57,6 @@ def tap(system: System) -> Iterator[Any]:
 
     yield Tap()
     conn.close()
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def place(api: httpx.Client, method: str, *, note_skipped: bool = True) -> dict[str, Any]:
