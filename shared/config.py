@@ -7,6 +7,7 @@ Every variable has a default that works on a developer machine with a local Post
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,13 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Python log level.")
     sandbox_provider_url: str = Field(
         "http://127.0.0.1:8090", description="Base URL of the payment provider (the sandbox in development)."
+    )
+    payment_capture: Literal["automatic", "manual"] = Field(
+        "automatic",
+        description="Card links: capture at once (automatic), or authorize now and capture later (manual).",
+    )
+    payment_capture_stage: Literal["approved", "processed", "shipped", "delivered"] = Field(
+        "shipped", description="With manual capture: the order stage at which authorized cards are captured."
     )
     state_dir: str = Field(".oms", description="Where `make run` keeps the local developer API key.")
 

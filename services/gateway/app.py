@@ -67,6 +67,8 @@ from services.orders.schemas import (
     Transition,
 )
 from services.payments.schemas import (
+    CapturePayment,
+    CreatePaymentLink,
     PaymentLinkView,
     PaymentSummary,
     RecordManualPayment,
@@ -525,15 +527,35 @@ async def record_manual_payment(request: Request, ref: Ref, command: RecordManua
 @router.post("/orders/{ref}/payments/link", response_model=PaymentLinkView, tags=["payments"],
              responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
              summary="Create (or reuse) a card payment link for what is still due")
-async def create_payment_link(request: Request, ref: Ref, caller: Caller) -> Response:
+async def create_payment_link(
+    request: Request, ref: Ref, caller: Caller, command: Annotated[CreatePaymentLink | None, Body()] = None
+) -> Response:
+    payload = (command or CreatePaymentLink()).model_dump(mode="json")
     order_id = await _payments_order_id(request, ref)
 
     async def call(_key: str | None) -> Any:
         return await gateway(request).rpc.call(
-            "payments", "create_payment_link", order_id=order_id, actor=caller.actor()
+            "payments", "create_payment_link", order_id=order_id, actor=caller.actor(), command=payload
         )
 
-    return await execute(request, caller, None, call, PaymentLinkView, "payments.create_payment_link")
+    return await execute(request, caller, payload, call, PaymentLinkView, "payments.create_payment_link")
+
+
+@router.post("/orders/{ref}/payments/capture", response_model=PaymentSummary, tags=["payments"],
+             responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
+             summary="Capture authorized card money (all, or part: the rest is released)")
+async def capture_payment(
+    request: Request, ref: Ref, caller: Caller, command: Annotated[CapturePayment | None, Body()] = None
+) -> Response:
+    payload = (command or CapturePayment()).model_dump(mode="json")
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(_key: str | None) -> Any:
+        return await gateway(request).rpc.call(
+            "payments", "capture_payment", order_id=order_id, command=payload, actor=caller.actor()
+        )
+
+    return await execute(request, caller, payload, call, PaymentSummary, "payments.capture_payment")
 
 
 @router.post("/orders/{ref}/refunds/preview", response_model=RefundPreviewView, tags=["payments"],

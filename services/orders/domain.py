@@ -238,6 +238,9 @@ class Order(BaseModel):
     payment_method: PaymentMethodChoice | None = None
     paid_at: datetime | None = None
     payment_status: str | None = None
+    # The card is authorized for what is due, to be captured later (authorize-then-capture): as good as
+    # paid for going ahead, not for the books.
+    payment_authorized: bool = False
     customer_note: str | None = None
     customer_note_skipped: bool = False
     notes: list[StaffNote] = Field(default_factory=list)
@@ -496,8 +499,9 @@ def apply_transition(order: Order, cmd: Transition, actor: Actor, now: datetime)
 
 
 def payment_known(order: Order) -> bool:
-    """Paid, or a manual method (cash/POS on delivery, bank transfer) chosen: the order can go ahead."""
-    return order.paid or order.payment_method in MANUAL_PAYMENT_METHODS
+    """Paid, authorized in full (captured later), or a manual method (cash/POS on delivery, bank transfer)
+    chosen: the order can go ahead."""
+    return order.paid or order.payment_authorized or order.payment_method in MANUAL_PAYMENT_METHODS
 
 
 def should_auto_confirm(order: Order) -> bool:
@@ -890,6 +894,7 @@ def to_summary(order: Order) -> OrderSummary:
         totals=order.totals,
         payment_method=order.payment_method,
         payment_status=order.payment_status,
+        payment_authorized=order.payment_authorized,
         paid_at=order.paid_at,
         test=order.test,
         item_count=order.item_count,

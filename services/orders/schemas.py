@@ -374,6 +374,7 @@ class OrderSummary(_View):
     totals: Totals
     payment_method: PaymentMethodChoice | None = None
     payment_status: str | None = None
+    payment_authorized: bool = False
     paid_at: datetime | None = None
     test: bool = False
     item_count: int

@@ -279,8 +279,9 @@ def handle_payment_event(db: Database, env: Envelope) -> inbox.Outcome:
 def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
     """Payments own the payment status; orders keep a copy (list, sort by paid_at) and act on it:
 
-    * ``payment.status_changed.v1``: project ``payment_status``/``paid_at``; a paid card order with address
-      and note (added or skipped) is confirmed automatically (history + ``order.stage_changed.v1``);
+    * ``payment.status_changed.v1``: project ``payment_status``/``paid_at``/``payment_authorized``; a card
+      order paid (or authorized in full) with address and note (added or skipped) is confirmed automatically
+      (history + ``order.stage_changed.v1``);
     * ``payment.ledger_violation.v1``: the order goes on hold with the reason (when it can), so staff see it;
     * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``).
     """
@@ -292,7 +293,10 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
     if isinstance(data, pev.PaymentStatusChanged):
         order = store.load(tx, env.subject, for_update=True)
         paid_at = data.paid_at or order.paid_at
-        projected = order.model_copy(update={"payment_status": data.status, "paid_at": paid_at})
+        authorized = data.authorized > 0 and data.authorized >= data.balance_due
+        projected = order.model_copy(
+            update={"payment_status": data.status, "paid_at": paid_at, "payment_authorized": authorized}
+        )
         confirmed = domain.auto_confirm(projected, now)
         if confirmed is None:
             store.set_payment_projection(tx, projected, data.status, paid_at)

@@ -559,8 +559,9 @@ class LedgerSummary:
     status: PaymentStatus
 
     def as_json(self) -> dict[str, str]:
+        # Every figure in the currency's minor unit ("0.00", not "0"): sums of nothing start at 0.
         out = {
-            k: str(getattr(self, k))
+            k: str(quantize(getattr(self, k), self.currency))
             for k in (
                 "authorized",
                 "captured",
@@ -694,13 +695,36 @@ class Ledger:
 
     def pending(self) -> Decimal:
         """Authorized card money neither captured nor voided yet (per payment, never negative)."""
-        total = ZERO
-        for pid in self.payment_ids():
-            rest = self._sum([EntryKind.AUTHORIZED], pid) - self._sum(
-                [EntryKind.CAPTURED, EntryKind.VOIDED], pid
+        return sum((self.uncaptured(pid) for pid in self.payment_ids()), ZERO)
+
+    def uncaptured(self, payment_id: str) -> Decimal:
+        """What is still authorized on one card payment: neither captured nor voided (never negative)."""
+        rest = self._sum([EntryKind.AUTHORIZED], payment_id) - self._sum(
+            [EntryKind.CAPTURED, EntryKind.VOIDED], payment_id
+        )
+        return max(ZERO, rest)
+
+    def open_authorizations(self) -> list[tuple[str, Decimal]]:
+        """``(payment_id, uncaptured)`` of every card payment with authorized money left, oldest first."""
+        return [(pid, rest) for pid in self.payment_ids() if (rest := self.uncaptured(pid)) > 0]
+
+    def capture_entries(
+        self, payment_id: str, amount: Decimal, at: datetime, *, authorized: Decimal | None = None
+    ) -> list[LedgerEntry]:
+        """The entries of capturing ``amount`` of a payment: the capture, and the release of what is left
+        of the authorization (a provider frees it on a partial capture). ``authorized`` is the total
+        authorized when the caller knows it better than the ledger (a webhook that carries both)."""
+        left = (authorized if authorized is not None else self._sum([EntryKind.AUTHORIZED], payment_id)) - amount
+        entries = [
+            LedgerEntry(kind=EntryKind.CAPTURED, amount=amount, currency=self.currency, payment_id=payment_id,
+                        reference="capture", at=at, method=PaymentMethod.CARD)
+        ]
+        if left > 0:
+            entries.append(
+                LedgerEntry(kind=EntryKind.VOIDED, amount=left, currency=self.currency, payment_id=payment_id,
+                            reference="capture-release", at=at)
             )
-            total += max(ZERO, rest)
-        return total
+        return entries
 
     def refundable_by_payment(self) -> list[tuple[str, Decimal, bool]]:
         """``(payment_id, refundable, is_card)`` in the order refunds should use them.

@@ -38,6 +38,9 @@ class PaymentStatusChanged(PaymentEvent):
     refunded: Decimal
     balance_due: Decimal
     overpaid: Decimal
+    # Card money authorized but not captured yet (authorize-then-capture); covering ``balance_due`` lets
+    # the order go ahead before the capture.
+    authorized: Decimal = Decimal(0)
     paid_at: datetime | None = None
     currency: str
     reason: str | None = None

@@ -34,6 +34,22 @@ class RecordManualPayment(_Command):
     reference: Reference | None = None
 
 
+class CreatePaymentLink(_Command):
+    """Options of a card payment link. ``capture_method`` defaults to ``OMS_PAYMENT_CAPTURE``: ``automatic``
+    takes the money when the customer pays; ``manual`` only authorizes it, to be captured later (by staff,
+    or automatically when the order reaches ``OMS_PAYMENT_CAPTURE_STAGE``)."""
+
+    capture_method: Literal["automatic", "manual"] | None = None
+
+
+class CapturePayment(_Command):
+    """Capture authorized card money. Without ``payment_id``, every open authorization of the order;
+    without ``amount``, all of it (a smaller amount captures that much and releases the rest)."""
+
+    payment_id: Reference | None = None
+    amount: Amount | None = None
+
+
 class RefundCommand(_Command):
     """A refund: units per line (line id or SKU), shipping, an extra amount, minus a fee kept."""
 
@@ -99,6 +115,7 @@ class PaymentLinkView(_View):
     amount: MoneyValue
     currency: str
     status: str
+    capture_method: str = "automatic"
 
 
 class RefundLineView(_View):

@@ -30,6 +30,7 @@ from nameko.rpc import rpc
 from services.payments import domain, store
 from services.payments import events as ev
 from services.payments.provider import (
+    CaptureMethod,
     HttpSandboxProvider,
     PaymentProvider,
     ProviderDeclined,
@@ -38,7 +39,7 @@ from services.payments.provider import (
     WebhookEvent,
     WebhookVerificationError,
 )
-from services.payments.schemas import RecordManualPayment, RefundCommand
+from services.payments.schemas import CapturePayment, CreatePaymentLink, RecordManualPayment, RefundCommand
 from services.payments.settings import webhook_secret
 from shared import inbox, outbox
 from shared.catalog import parse_data
@@ -107,7 +108,9 @@ def _commit(
         store.insert_entries(tx, row["order_id"], new, extra)
     if change.violations and (new or any(v.code == "conflicting_duplicate" for v in change.violations)):
         _report_violations(tx, row, change.violations, causation_id)
-    _refresh_status(tx, row, change.ledger, causation_id, reason)
+    # An authorization or capture can leave the status as it was (in_progress) yet change what the order
+    # may do (go ahead on an authorization in full): announce it all the same.
+    _refresh_status(tx, row, change.ledger, causation_id, reason, announce=change.ledger.pending() != ledger.pending())
     return change.ledger, bool(new)
 
 
@@ -143,12 +146,18 @@ def _broken(row: Mapping[str, Any], ledger: domain.Ledger) -> domain.LedgerSumma
 
 
 def _refresh_status(
-    tx: Tx, row: dict[str, Any], ledger: domain.Ledger, causation_id: str, reason: str | None = None
+    tx: Tx,
+    row: dict[str, Any],
+    ledger: domain.Ledger,
+    causation_id: str,
+    reason: str | None = None,
+    *,
+    announce: bool = False,
 ) -> domain.LedgerSummary:
     s = _summary_of(tx, row, ledger)
     now = _now()
     paid_at = row["paid_at"] or (now if s.status is domain.PaymentStatus.PAID else None)
-    if s.status.value != row["status"] or paid_at != row["paid_at"]:
+    if announce or s.status.value != row["status"] or paid_at != row["paid_at"]:
         store.set_status(tx, row["order_id"], s.status.value, paid_at)
         _emit(
             tx,
@@ -161,6 +170,7 @@ def _refresh_status(
                 refunded=s.refunded,
                 balance_due=s.balance_due,
                 overpaid=s.overpaid,
+                authorized=s.pending,
                 paid_at=paid_at,
                 currency=row["currency"],
                 reason=reason,
@@ -271,6 +281,8 @@ def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
         row["stage"] = data.to_stage.value
         if data.to_stage.value in CLOSED_STAGES:
             settle_closed_order(tx, provider, row, data.to_stage.value, causation)
+        elif data.to_stage.value in capture_stages():
+            capture_open_authorizations(tx, provider, row, causation)
 
 
 def _legacy_paid(tx: Tx, row: dict[str, Any], method: str, at: datetime, causation: str) -> None:
@@ -300,15 +312,12 @@ def settle_closed_order(tx: Tx, provider: PaymentProvider, row: dict[str, Any], 
     ledger = store.load_ledger(tx, row)
     now = _now()
     entries: list[domain.LedgerEntry] = []
-    for pid in ledger.payment_ids():
-        authorized = ledger._sum([domain.EntryKind.AUTHORIZED], pid)
-        settled = ledger._sum([domain.EntryKind.CAPTURED, domain.EntryKind.VOIDED], pid)
-        if authorized > settled:
-            _provider_call(lambda pid=pid: provider.void(pid, idempotency_key=f"{oid}:void:{pid}"))
-            entries.append(domain.LedgerEntry(
-                kind=domain.EntryKind.VOIDED, amount=authorized - settled, currency=row["currency"], payment_id=pid,
-                reference=f"void:{stage}", at=now,
-            ))
+    for pid, uncaptured in ledger.open_authorizations():
+        _provider_call(lambda pid=pid: provider.void(pid, idempotency_key=f"{oid}:void:{pid}"))
+        entries.append(domain.LedgerEntry(
+            kind=domain.EntryKind.VOIDED, amount=uncaptured, currency=row["currency"], payment_id=pid,
+            reference=f"void:{stage}", at=now,
+        ))
     reference = f"auto-refund:{stage}"
     allocations: list[dict[str, Any]] = []
     manual_amount = Decimal(0)
@@ -335,6 +344,51 @@ def settle_closed_order(tx: Tx, provider: PaymentProvider, row: dict[str, Any], 
             manual=manual_amount > 0, manual_amount=manual_amount, allocations=allocations,
             reason=f"order {stage}",
         ), causation)
+
+
+FULFILMENT_FLOW = ("approved", "processed", "shipped", "delivered")
+
+
+def capture_stages() -> frozenset[str]:
+    """The configured capture stage and every later one (an order may be moved past it quickly)."""
+    flow = FULFILMENT_FLOW
+    return frozenset(flow[flow.index(get_settings().payment_capture_stage):])
+
+
+def capture_open_authorizations(tx: Tx, provider: PaymentProvider, row: dict[str, Any], causation: str) -> None:
+    """Authorize-then-capture: the order reached the capture stage; take the money authorized at checkout.
+    Idempotent: nothing open means nothing to do, and the provider key derives from the payment id."""
+    ledger = store.load_ledger(tx, row)
+    oid = row["order_id"]
+    entries: list[domain.LedgerEntry] = []
+    captures: list[tuple[str, Decimal]] = []
+    for pid, uncaptured in ledger.open_authorizations():
+        _provider_call(lambda pid=pid, rest=uncaptured: provider.capture(
+            pid, idempotency_key=f"{oid}:capture:{pid}:{rest}"
+        ))
+        entries += ledger.capture_entries(pid, uncaptured, _now())
+        captures.append((pid, uncaptured))
+    _record_captures(tx, row, ledger, entries, captures, causation, f"captured as the order was {row['stage']}")
+
+
+def _record_captures(
+    tx: Tx,
+    row: dict[str, Any],
+    ledger: domain.Ledger,
+    entries: list[domain.LedgerEntry],
+    captures: list[tuple[str, Decimal]],
+    causation: str,
+    reason: str,
+    actor: Any = None,
+) -> None:
+    if not entries:
+        return
+    _, fresh = _commit(tx, row, ledger, entries, causation, reason=reason, extra={"actor": actor} if actor else None)
+    for pid, amount in captures:
+        store.set_provider_payment_status(tx, row["order_id"], pid, "succeeded")
+        if fresh:
+            _emit(tx, row, ev.PaymentReceived(**_base(row, _now()), payment_id=pid, method="card", amount=amount,
+                                              currency=row["currency"], reference="capture"), causation)
 
 
 def _provider_call(call: Any) -> Any:
@@ -401,7 +455,11 @@ def record_manual_payment(db: Database, order_id: str, command: Any, actor: Any)
         return _summary(tx, row)
 
 
-def create_payment_link(db: Database, provider: PaymentProvider, order_id: str, actor: Any) -> dict[str, Any]:
+def create_payment_link(
+    db: Database, provider: PaymentProvider, order_id: str, actor: Any, command: Any = None
+) -> dict[str, Any]:
+    cmd = parse(CreatePaymentLink, command or {}, "payment link")
+    capture_method = cmd.capture_method or get_settings().payment_capture
     with db.transaction() as tx:
         row = store.load_order(tx, order_id, for_update=True)
         if row["stage"] in NO_NEW_PAYMENTS:
@@ -418,20 +476,23 @@ def create_payment_link(db: Database, provider: PaymentProvider, order_id: str, 
             )
         payments = store.payments_of(tx, row["order_id"])
         for p in payments:  # an open link for what is still due is reused: asking twice sends one link
-            if p["link_id"] and p["status"] in ("open", "failed") and _money(p["amount"], row) == s.balance_due:
+            if (p["link_id"] and p["status"] in ("open", "failed") and _money(p["amount"], row) == s.balance_due
+                    and p["capture_method"] == capture_method):
                 return _link_view(row, p)
         n = sum(1 for p in payments if p["link_id"])
         try:
             link = provider.create_payment_link(
                 s.balance_due, row["currency"], str(row["order_id"]),
-                idempotency_key=f"{row['order_id']}:link:{n + 1}:{s.balance_due}",
+                idempotency_key=f"{row['order_id']}:link:{n + 1}:{s.balance_due}:{capture_method}",
+                capture_method=CaptureMethod(capture_method),
             )
         except (ProviderUnavailable, ProviderRequestError) as exc:
             raise ProviderFailed(f"The payment provider could not create a link: {exc}",
                                  order_id=str(row["order_id"])) from None
         payment_id = f"card:{link.id}"
         store.insert_payment(tx, payment_id=payment_id, order_id=row["order_id"], method="card",
-                             amount=link.amount, status="open", link_id=link.id, link_url=link.url)
+                             amount=link.amount, status="open", link_id=link.id, link_url=link.url,
+                             capture_method=capture_method)
         _emit(tx, row, ev.PaymentLinkCreated(**_base(row, _now()), payment_id=payment_id, link_id=link.id,
                                              url=link.url, amount=link.amount, currency=link.currency),
               f"command:create_payment_link:{link.id}")
@@ -449,7 +510,59 @@ def _link_view(row: Mapping[str, Any], p: Mapping[str, Any]) -> dict[str, Any]:
         "amount": str(_money(p["amount"], row)),
         "currency": row["currency"],
         "status": p["status"],
+        "capture_method": p["capture_method"],
     }
+
+
+def capture_payment(db: Database, provider: PaymentProvider, order_id: str, command: Any, actor: Any) -> dict[str, Any]:
+    """Staff capture authorized card money now (all of it, or part: the rest of that authorization is
+    released). Nothing is recorded unless the provider confirms the capture."""
+    cmd = parse(CapturePayment, command or {}, "capture")
+    with db.transaction() as tx:
+        row = store.load_order(tx, order_id, for_update=True)
+        if row["stage"] in NO_NEW_PAYMENTS:
+            raise IllegalTransition(
+                f"Order #{row['number']} is {row['stage']}; its authorizations are voided, not captured.",
+                order_id=str(row["order_id"]), stage=row["stage"],
+            )
+        ledger = store.load_ledger(tx, row)
+        open_ = ledger.open_authorizations()
+        if cmd.payment_id is not None:
+            wanted = store.provider_payment_id(tx, row["order_id"], cmd.payment_id)
+            open_ = [(pid, rest) for pid, rest in open_ if pid == wanted]
+        if not open_:
+            raise InvalidRequest(
+                f"Order #{row['number']} has no authorized card payment to capture"
+                + (f" with id {cmd.payment_id}." if cmd.payment_id else "."),
+                order_id=str(row["order_id"]),
+                errors=[{"field": "payment_id", "reason": "no open authorization"}],
+            )
+        if cmd.amount is not None and len(open_) > 1:
+            raise InvalidRequest("Several authorizations are open; name the payment_id to capture an amount.",
+                                 errors=[{"field": "payment_id", "reason": "required with amount"}])
+        entries: list[domain.LedgerEntry] = []
+        captures: list[tuple[str, Decimal]] = []
+        oid = row["order_id"]
+        for pid, rest in open_:
+            try:
+                amount = rest if cmd.amount is None else domain.parse_amount(cmd.amount, row["currency"])
+            except domain.MoneyError as exc:
+                raise InvalidRequest(str(exc), errors=[{"field": "amount", "reason": str(exc)}]) from None
+            if not 0 < amount <= rest:
+                raise InvalidRequest(
+                    f"Capture {amount} {row['currency']}: it must be positive and at most the {rest} authorized.",
+                    errors=[{"field": "amount", "reason": f"must be > 0 and <= {rest}"}],
+                )
+            try:
+                provider.capture(pid, None if amount == rest else amount,
+                                 idempotency_key=f"{oid}:capture:{pid}:{amount}")
+            except (ProviderUnavailable, ProviderRequestError, ProviderDeclined) as exc:
+                raise ProviderFailed(f"The payment provider did not capture {pid}: {exc}",
+                                     order_id=str(oid), payment_id=pid) from None
+            entries += ledger.capture_entries(pid, amount, _now())
+            captures.append((pid, amount))
+        _record_captures(tx, row, ledger, entries, captures, f"command:capture:{oid}", "captured by staff", actor)
+        return _summary(tx, row)
 
 
 def _refund_request(cmd: RefundCommand, reference: str | None) -> domain.RefundRequest:
@@ -569,7 +682,12 @@ def handle_webhook(db: Database, provider: PaymentProvider, body: str, headers: 
         row = store.load_order(tx, order_id, for_update=True)
         if not store.mark_webhook(tx, event.webhook_id, event.type, row["order_id"]):
             return {"received": True, "duplicate": True, "event_type": event.type}
-        _apply_webhook(tx, row, event)
+        try:
+            _apply_webhook(tx, provider, row, event)
+        except (ProviderUnavailable, ProviderRequestError) as exc:
+            # Rolled back, webhook not marked: the provider redelivers it and we try again.
+            raise ProviderFailed(f"Webhook {event.webhook_id} needs a provider call that failed: {exc}",
+                                 webhook_id=event.webhook_id) from None
         return {"received": True, "duplicate": False, "event_type": event.type}
 
 
@@ -587,7 +705,7 @@ def _webhook_order(tx: Tx, event: WebhookEvent) -> uuid.UUID | None:
     return None
 
 
-def _apply_webhook(tx: Tx, row: dict[str, Any], event: WebhookEvent) -> None:
+def _apply_webhook(tx: Tx, provider: PaymentProvider, row: dict[str, Any], event: WebhookEvent) -> None:
     causation = f"webhook:{event.webhook_id}"
     data = event.data
     currency = row["currency"]
@@ -612,16 +730,19 @@ def _apply_webhook(tx: Tx, row: dict[str, Any], event: WebhookEvent) -> None:
                                               payment_id=pid, reference="authorize", at=now,
                                               method=domain.PaymentMethod.CARD))
         if event.type == "payment.succeeded" and captured > 0:
-            entries.append(domain.LedgerEntry(kind=domain.EntryKind.CAPTURED, amount=captured, currency=currency,
-                                              payment_id=pid, reference="capture", at=now,
-                                              method=domain.PaymentMethod.CARD))
+            entries += ledger.capture_entries(pid, captured, now, authorized=authorized)
         if link is not None:
             store.update_payment(tx, link["id"], status="succeeded" if captured > 0 else "authorized",
                                  provider_ref=pid)
-        _, fresh = _commit(tx, row, ledger, entries, causation, reason="card payment")
+        ledger, fresh = _commit(tx, row, ledger, entries, causation,
+                                reason="card payment" if captured > 0 else "card authorized")
         if fresh and captured > 0:
             _emit(tx, row, ev.PaymentReceived(**_base(row, _now()), payment_id=pid, method="card", amount=captured,
                                               currency=currency, reference=event.event_id), causation)
+        if row["stage"] in CLOSED_STAGES:
+            # Money for an order already cancelled or rejected (a customer paying an old link, a late
+            # webhook): give it back at once, as the cancel saga did for the money that came before it.
+            settle_closed_order(tx, provider, row, row["stage"], causation)
         return
     if event.type == "payment.failed":
         if link is not None:
@@ -716,8 +837,12 @@ class PaymentsService:
         return record_manual_payment(self.db, order_id, command, actor)
 
     @rpc(expected_exceptions=DomainError)
-    def create_payment_link(self, order_id: str, actor: Any) -> dict[str, Any]:
-        return create_payment_link(self.db, self.provider, order_id, actor)
+    def create_payment_link(self, order_id: str, actor: Any, command: Any = None) -> dict[str, Any]:
+        return create_payment_link(self.db, self.provider, order_id, actor, command)
+
+    @rpc(expected_exceptions=DomainError)
+    def capture_payment(self, order_id: str, command: Any, actor: Any) -> dict[str, Any]:
+        return capture_payment(self.db, self.provider, order_id, command, actor)
 
     @rpc(expected_exceptions=DomainError)
     def refund_preview(self, order_id: str, command: Any) -> dict[str, Any]:
@@ -736,6 +861,7 @@ __all__ = [
     "PaymentsService",
     "ProviderDeclined",
     "apply_order_event",
+    "capture_payment",
     "create_payment_link",
     "handle_order_event",
     "handle_webhook",

@@ -202,11 +202,12 @@ def insert_payment(
     provider_ref: str | None = None,
     link_id: str | None = None,
     link_url: str | None = None,
+    capture_method: str = "automatic",
 ) -> bool:
     cur = tx.execute(
-        "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (payment_id, order_id, method, provider_ref, link_id, link_url, amount, status),
+        "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (payment_id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method),
     )
     return cur.rowcount == 1
 
@@ -248,3 +249,19 @@ def mark_webhook(tx: Tx, webhook_id: str, event_type: str, order_id: UUID | None
         (webhook_id, event_type, order_id),
     )
     return cur.rowcount == 1
+
+
+def set_provider_payment_status(tx: Tx, order_id: UUID, provider_ref: str, status: str) -> None:
+    tx.execute(
+        "UPDATE payments SET status = %s, updated_at = now() WHERE order_id = %s AND provider_ref = %s",
+        (status, order_id, provider_ref),
+    )
+
+
+def provider_payment_id(tx: Tx, order_id: UUID, given: str) -> str:
+    """The provider's payment id (what the ledger uses) for ours (``card:<link>``) or for itself."""
+    row = tx.execute(
+        "SELECT provider_ref FROM payments WHERE order_id = %s AND id = %s AND provider_ref IS NOT NULL",
+        (order_id, given),
+    ).fetchone()
+    return str(row["provider_ref"]) if row else given

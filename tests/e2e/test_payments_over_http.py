@@ -246,3 +246,75 @@ def test_cancel_of_a_manually_paid_order_records_a_refund_for_staff(payments: Pa
         history = until(lambda: [h for h in api.get(f"/orders/{ref}").json()["history"]
                                  if h["action"] == "refund_completed"], "refund in the order history")
         assert history[0]["data"]["manual"] is True
+
+
+def test_authorize_now_capture_later_over_http(payments: Payments, tap: Any) -> None:
+    with payments.api() as api:
+        order = place(api, "card")
+        ref = order["id"]
+        summary_when(api, ref, lambda s: s["payment_method"] == "card", "payments to know the order")
+        link = api.post(f"/orders/{ref}/payments/link", json={"capture_method": "manual"})
+        assert link.status_code == 200 and link.json()["capture_method"] == "manual", link.text
+        paid = pay_link(payments, link.json()["link_id"], CARD_SUCCESS)
+        assert paid.json()["status"] == "requires_capture"
+        held = summary_when(api, ref, lambda s: s["status"] == "in_progress" and s["pending"] == str(TOTAL),
+                            "the authorization")
+        assert held["captured"] == "0.00"
+        confirmed = until(lambda: (o := api.get(f"/orders/{ref}").json())["stage"] == "confirmed" and o,
+                          "the order confirmed on the authorization")
+        assert confirmed["payment_authorized"] is True and confirmed["paid_at"] is None
+        bad = api.post(f"/orders/{ref}/payments/capture", json={"amount": "1000.00"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "amount"
+        captured = api.post(f"/orders/{ref}/payments/capture")
+        assert captured.status_code == 200, captured.text
+        assert captured.json()["status"] == "paid" and captured.json()["captured"] == str(TOTAL)
+        at_provider = httpx.get(f"{payments.sandbox}/v1/payments/{paid.json()['id']}").json()
+        assert at_provider["status"] == "succeeded" and at_provider["amount_captured"] == str(TOTAL)
+        until(lambda: api.get(f"/orders/{ref}").json()["payment_status"] == "paid", "the order list projection")
+    assert [e["type"] for e in tap.events(ref, wait=1.0)].count("payment.received.v1") == 1
+
+
+def _dead_letters(subject: str) -> list[dict[str, Any]]:
+    from typer.testing import CliRunner
+
+    from shared.cli import app
+
+    result = CliRunner().invoke(app, ["dlq", "list", "--json", "--limit", "10000"])
+    assert result.exit_code == 0, result.output
+    return [row for row in json.loads(result.stdout) if row["subject"] == subject]
+
+
+def test_a_provider_outage_during_the_cancel_refund_is_retried_dead_lettered_and_replayed(
+    payments: Payments,
+) -> None:
+    from typer.testing import CliRunner
+
+    from shared.cli import app
+
+    with payments.api() as api:
+        order, payment = paid_card_order(payments, api)
+        ref = order["id"]
+        until(lambda: api.get(f"/orders/{ref}").json()["stage"] == "confirmed", "the order to be confirmed")
+        httpx.post(f"{payments.sandbox}/v1/sandbox/outage", json={"seconds": 120}).raise_for_status()
+        try:
+            api.post(f"/orders/{ref}/transitions", json={"to": "cancelled"}).raise_for_status()
+            # OMS_RETRY_DELAYS=1,1,1 here: three retries, then the dead-letter queue, with the reason.
+            dead = until(lambda: _dead_letters(ref), "the cancellation in the dead-letter queue", timeout=30)
+        finally:
+            httpx.post(f"{payments.sandbox}/v1/sandbox/outage", json={"seconds": 0}).raise_for_status()
+        assert len(dead) == 1 and dead[0]["type"] == "order.stage_changed.v1"
+        assert dead[0]["queue"] == "oms.payments.orders" and dead[0]["attempts"] == 4
+        assert "ProviderUnavailable" in dead[0]["error"] and "503" in dead[0]["error"]
+        summary = api.get(f"/orders/{ref}/payments").json()
+        assert summary["status"] == "paid" and summary["refunded"] == "0.00"  # nothing half-done
+        assert httpx.get(f"{payments.sandbox}/v1/payments/{payment['id']}").json()["amount_refunded"] == "0"
+
+        replay = CliRunner().invoke(app, ["dlq", "replay", "--id", dead[0]["message_id"]])
+        assert replay.exit_code == 0, replay.output
+        summary = summary_when(api, ref, lambda s: s["status"] == "refunded", "the refund after the replay")
+        assert summary["refunded"] == str(TOTAL)
+        at_provider = httpx.get(f"{payments.sandbox}/v1/payments/{payment['id']}").json()
+        assert at_provider["amount_refunded"] == str(TOTAL)
+        until(lambda: [h for h in api.get(f"/orders/{ref}").json()["history"] if h["action"] == "refund_completed"],
+              "the refund in the order history")
+        assert _dead_letters(ref) == []

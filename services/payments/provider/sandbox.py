@@ -7,6 +7,8 @@ It behaves like a real provider in the ways that break naive integrations:
   a number failing the Luhn check is ``incorrect_number``; any other valid number succeeds;
 * every ``POST /v1/...`` needs an ``Idempotency-Key``; the same key with the same body replays the stored
   response (header ``Idempotent-Replayed: true``), the same key with another body is a 422;
+* ``POST /v1/sandbox/outage`` (``{"seconds": 30}``; ``0`` ends it) makes every API call answer 503 for that
+  long, as a provider's outage does, so retries and dead-lettering can be seen end to end;
 * webhooks are sent *asynchronously* after each state change, signed Standard Webhooks style, retried with
   backoff on 5xx/429/timeouts under the same ``webhook-id``, optionally delayed (so they arrive late or out
   of order) and duplicated (``duplicate_rate``).
@@ -102,6 +104,7 @@ class SandboxState:
     deliveries: list[Delivery] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     client: httpx.AsyncClient | None = None
+    outage_until: float = 0.0
 
     # -- webhooks --------------------------------------------------------------------------------------
 
@@ -263,6 +266,9 @@ def _api(handler: Handler, *, mutating: bool = True) -> Callable[[Request], Awai
         st = _state(request)
         if st.api_key and request.headers.get("authorization") != f"Bearer {st.api_key}":
             return JSONResponse(_error(401, "unauthorized", "invalid API key")[1], status_code=401)
+        if time.monotonic() < st.outage_until:
+            status, payload = _error(503, "service_unavailable", "the provider is down (sandbox outage)", "api_error")
+            return JSONResponse(payload, status_code=status, headers={"Retry-After": "1"})
         body = await request.body()
         key = request.headers.get("idempotency-key")
         if mutating:
@@ -416,6 +422,17 @@ async def create_refund(request: Request, data: dict[str, Any]) -> tuple[int, di
     return 200, dict(refund)
 
 
+async def outage(request: Request) -> Response:
+    """Test control, not part of a provider's API: fail every API call for ``seconds`` (0 ends it)."""
+    try:
+        seconds = float((await request.json()).get("seconds", 0))
+    except (ValueError, TypeError, AttributeError):
+        return JSONResponse(_error(400, "invalid_request", "send {\"seconds\": <number>}")[1], status_code=400)
+    st = _state(request)
+    st.outage_until = time.monotonic() + max(0.0, seconds)
+    return JSONResponse({"outage_seconds": max(0.0, seconds)})
+
+
 async def list_events(request: Request, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     return 200, {"object": "list", "data": list(_state(request).events)}
 
@@ -518,6 +535,7 @@ def create_app(
         Route("/v1/payments/{payment_id}/confirm_3ds", _api(confirm_3ds), methods=["POST"]),
         Route("/v1/refunds", _api(create_refund), methods=["POST"]),
         Route("/v1/events", _api(list_events, mutating=False), methods=["GET"]),
+        Route("/v1/sandbox/outage", outage, methods=["POST"]),
         Route("/pay/{link_id}", pay_page, methods=["GET", "POST"]),
         Route("/3ds/{payment_id}", three_ds_page, methods=["POST"]),
     ]
