@@ -1,4 +1,4 @@
-"""``oms docs``: the README's generated tables (stage machine, event catalog, configuration).
+"""``oms docs``: the README's generated tables (stage machine, payment status table, event catalog, configuration).
 
 The README embeds these between ``<!-- BEGIN x -->`` / ``<!-- END x -->`` markers; ``oms docs --write``
 refreshes them and a unit test fails when the README and the code disagree.
@@ -26,6 +26,19 @@ def stages_table() -> str:
     return "\n".join(rows)
 
 
+def payment_status_table() -> str:
+    from services.payments.domain import STATUS_TABLE, CaptureLevel, RefundLevel
+
+    received = {CaptureLevel.NONE: "nothing", CaptureLevel.PARTIAL: "part of the total",
+                CaptureLevel.FULL: "the total (or more)"}
+    refunded = {RefundLevel.NONE: "nothing", RefundLevel.EXCESS_ONLY: "only an over-payment",
+                RefundLevel.PARTIAL: "part", RefundLevel.FULL: "all of it"}
+    rows = ["| money received | refunded | a card payment in progress | payment status |", "|---|---|---|---|"]
+    for (capture, refund, busy), status in STATUS_TABLE.items():
+        rows.append(f"| {received[capture]} | {refunded[refund]} | {'yes' if busy else 'no'} | `{status.value}` |")
+    return "\n".join(rows)
+
+
 def events_table() -> str:
     from shared.catalog import load_all
 
@@ -44,7 +57,12 @@ def config_table() -> str:
     return "\n".join(rows)
 
 
-SECTIONS = {"stages": stages_table, "events": events_table, "config": config_table}
+SECTIONS = {
+    "stages": stages_table,
+    "payment-status": payment_status_table,
+    "events": events_table,
+    "config": config_table,
+}
 
 
 def render(text: str) -> str:
