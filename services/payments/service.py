@@ -57,6 +57,9 @@ CONSUMER = "payments.orders"
 Tx = psycopg.Connection[Any]
 
 CLOSED_STAGES = frozenset({"cancelled", "rejected"})
+# Stages whose order will never be fulfilled: money that still arrives (an old link, a late 3-D Secure)
+# goes back at once.
+NEVER_FULFILLED = CLOSED_STAGES | {"abandoned"}
 NO_NEW_PAYMENTS = frozenset({"cancelled", "rejected", "abandoned", "archived"})
 
 
@@ -739,8 +742,8 @@ def _apply_webhook(tx: Tx, provider: PaymentProvider, row: dict[str, Any], event
         if fresh and captured > 0:
             _emit(tx, row, ev.PaymentReceived(**_base(row, _now()), payment_id=pid, method="card", amount=captured,
                                               currency=currency, reference=event.event_id), causation)
-        if row["stage"] in CLOSED_STAGES:
-            # Money for an order already cancelled or rejected (a customer paying an old link, a late
+        if row["stage"] in NEVER_FULFILLED:
+            # Money for an order already cancelled, rejected or abandoned (a customer paying an old link, a late
             # webhook): give it back at once, as the cancel saga did for the money that came before it.
             settle_closed_order(tx, provider, row, row["stage"], causation)
         return

@@ -151,15 +151,18 @@ def test_a_failed_3d_secure_leaves_the_order_unpaid_and_payable_again(
     assert again["link_id"] == link["link_id"]  # the customer retries on the same link
 
 
-def test_money_paid_after_the_order_was_cancelled_is_refunded_at_once(
-    orders_db: Any, payments_db: Any, sandbox: Sandbox
+@pytest.mark.parametrize("stage", ["cancelled", "abandoned"])
+def test_money_paid_after_the_order_was_closed_is_refunded_at_once(
+    orders_db: Any, payments_db: Any, sandbox: Sandbox, stage: str
 ) -> None:
     state, provider = sandbox
     ref = place_card_order(orders_db, payments_db, provider)
     link = payments.create_payment_link(payments_db, provider, ref, ACTOR)
-    move(orders_db, ref, "cancelled")
+    actor = order_domain.ABANDON_TIMER.model_dump() if stage == "abandoned" else ACTOR
+    orders.change(orders_db, ref, actor, lambda o, a, now: order_domain.transition(
+        o, stage, a, None, now).as_outcome(), "transition")
     sync(orders_db, payments_db, provider, ref)
-    assert payments.summary(payments_db, ref)["stage"] == "cancelled"
+    assert payments.summary(payments_db, ref)["stage"] == stage
     with pytest.raises(IllegalTransition):
         payments.create_payment_link(payments_db, provider, ref, ACTOR)
 
@@ -172,10 +175,10 @@ def test_money_paid_after_the_order_was_cancelled_is_refunded_at_once(
     deliver_webhooks(state, provider, payments_db, result.id)  # refund.succeeded and the rest, again
     assert [e["kind"] for e in payments.summary(payments_db, ref)["ledger"]] == ["authorized", "captured", "refunded"]
     refunds = [e for e in outbox_events(payments_db, ref) if e.type == "refund.completed.v1"]
-    assert len(refunds) == 1 and refunds[0].data["reason"] == "order cancelled"
+    assert len(refunds) == 1 and refunds[0].data["reason"] == f"order {stage}"
     sync(orders_db, payments_db, provider, ref)
     order = orders.get_order(orders_db, ref)
-    assert order["stage"] == "cancelled" and order["payment_status"] == "refunded"
+    assert order["stage"] == stage and order["payment_status"] == "refunded"
     assert [h["action"] for h in order["history"]].count("refund_completed") == 1
 
 
