@@ -216,13 +216,16 @@ def test_a_duplicated_webhook_has_one_effect_and_a_forged_one_none(payments: Pay
         assert after["ledger"] == before["ledger"]
 
 
-def test_cancel_after_payment_refunds_through_the_provider_and_the_history_shows_it(payments: Payments) -> None:
+@pytest.mark.parametrize(("stage", "reason"), [("cancelled", "customer asked"), ("rejected", "Out of stock")])
+def test_cancel_or_reject_after_payment_refunds_through_the_provider_and_the_history_shows_it(
+    payments: Payments, stage: str, reason: str
+) -> None:
     with payments.api() as api:
         order, payment = paid_card_order(payments, api)
         ref = order["id"]
         until(lambda: api.get(f"/orders/{ref}").json()["stage"] == "confirmed", "the order to be confirmed")
-        cancelled = api.post(f"/orders/{ref}/transitions", json={"to": "cancelled", "reason": "customer asked"})
-        assert cancelled.status_code == 200, cancelled.text
+        closed = api.post(f"/orders/{ref}/transitions", json={"to": stage, "reason": reason})
+        assert closed.status_code == 200 and closed.json()["stage"] == stage, closed.text
         summary = summary_when(api, ref, lambda s: s["status"] == "refunded", "the automatic refund")
         assert summary["refunded"] == str(TOTAL)
         at_provider = httpx.get(f"{payments.sandbox}/v1/payments/{payment['id']}").json()
