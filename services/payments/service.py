@@ -760,14 +760,11 @@ def _apply_webhook(tx: Tx, provider: PaymentProvider, row: dict[str, Any], event
                                             decline_code=data.get("decline_code")), causation)
         return
     if event.type == "payment.canceled":
-        authorized = ledger._sum([domain.EntryKind.AUTHORIZED], pid)
-        settled = ledger._sum([domain.EntryKind.CAPTURED, domain.EntryKind.VOIDED], pid)
         if link is not None:
             store.update_payment(tx, link["id"], status="canceled", provider_ref=pid)
-        if authorized > settled and not any(
-            e.kind is domain.EntryKind.VOIDED and e.payment_id == pid for e in ledger.entries
-        ):
-            entries.append(domain.LedgerEntry(kind=domain.EntryKind.VOIDED, amount=authorized - settled,
+        uncaptured = ledger.uncaptured(pid)  # zero when we voided it ourselves (recorded with the call)
+        if uncaptured > 0:
+            entries.append(domain.LedgerEntry(kind=domain.EntryKind.VOIDED, amount=uncaptured,
                                               currency=currency, payment_id=pid, reference="void", at=now))
         _commit(tx, row, ledger, entries, causation, reason="authorization voided")
         return

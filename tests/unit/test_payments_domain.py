@@ -258,6 +258,26 @@ def test_authorized_card_payment_is_in_progress_until_captured_and_unpaid_after_
     assert failed.summary(o.computed_total).failed == D("40.99")
 
 
+def test_a_partial_capture_takes_part_of_the_authorization_and_releases_the_rest() -> None:
+    o = order()
+    ledger = Ledger("o-1", "EUR").record(entry(EntryKind.AUTHORIZED, "40.99"), o).ledger
+    ledger = ledger.record(entry(EntryKind.AUTHORIZED, "5.00", "p2"), o).ledger
+    assert ledger.open_authorizations() == [("p1", D("40.99")), ("p2", D("5.00"))]
+    entries = ledger.capture_entries("p1", D("30.00"), T0)
+    assert [(e.kind, e.amount, e.reference) for e in entries] == [
+        (EntryKind.CAPTURED, D("30.00"), "capture"), (EntryKind.VOIDED, D("10.99"), "capture-release")]
+    change = ledger.record_all(entries, o)
+    assert change.violations == []
+    assert change.ledger.uncaptured("p1") == 0 and change.ledger.open_authorizations() == [("p2", D("5.00"))]
+    s = change.ledger.summary(o.computed_total)
+    assert s.status is PaymentStatus.IN_PROGRESS and s.pending == D("5.00") and s.captured == D("30.00")
+    # The provider's own report of the same capture (it knows the authorized total) is the same movement.
+    again = change.ledger.record_all(change.ledger.capture_entries("p1", D("30.00"), T0, authorized=D("40.99")), o)
+    assert again.duplicate and again.ledger == change.ledger
+    whole = change.ledger.record_all(change.ledger.capture_entries("p2", D("5.00"), T0), o).ledger
+    assert whole.summary(o.computed_total).status is PaymentStatus.PARTIALLY_PAID and whole.pending() == 0
+
+
 def test_duplicate_webhook_does_not_count_money_twice() -> None:
     o = order()
     ledger = paid_by_card(o)
