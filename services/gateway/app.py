@@ -47,7 +47,7 @@ from services.gateway.problems import (
     problem_responses,
     register_route_methods,
 )
-from services.gateway.rpc import AsyncRpcClient, RemoteServiceError
+from services.gateway.rpc import AsyncRpcClient, RemoteServiceError, ServiceUnavailable
 from services.orders.schemas import (
     AddNote,
     Address,
@@ -77,7 +77,7 @@ from services.payments.schemas import (
     WebhookAck,
 )
 from shared.config import Settings, get_settings
-from shared.errors import DomainError
+from shared.errors import DomainError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -495,17 +495,50 @@ async def delete_note(request: Request, ref: Ref, note_id: UUID, caller: Caller)
 
 
 # ------------------------------------------------------------------------------------------------ payments
+async def _payments_order(request: Request, ref: str) -> dict[str, Any]:
+    """The order for a ref (id, number or #number): payments know orders by id only."""
+    order: dict[str, Any] = await gateway(request).rpc.call("orders", "get_order", ref=ref)
+    return order
+
+
 async def _payments_order_id(request: Request, ref: str) -> str:
-    """The order id for a ref (id, number or #number): payments know orders by id only."""
-    order = await gateway(request).rpc.call("orders", "get_order", ref=ref)
-    return str(order["id"])
+    return str((await _payments_order(request, ref))["id"])
+
+
+PAYMENTS_CATCH_UP_SECONDS = 3.0
+
+
+async def _payments(request: Request, method: str, order_id: str, **kwargs: Any) -> Any:
+    """Call payments about an order the orders service has just shown us.
+
+    Payments learn of an order from its ``order.placed`` event, a few milliseconds after orders commit it.
+    A client that places an order and at once asks for a payment link would otherwise get a confusing 404:
+    for an order that exists, "not found" is that lag, so wait for it (bounded), then say so with a 503.
+    Payments raise ``NotFound`` before changing anything, so calling again is safe.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + PAYMENTS_CATCH_UP_SECONDS
+    delay = 0.02
+    while True:
+        try:
+            return await gateway(request).rpc.call("payments", method, order_id=order_id, **kwargs)
+        except NotFound as exc:
+            if exc.extra.get("order_id") != order_id:
+                raise
+            if loop.time() > deadline:
+                raise ServiceUnavailable(
+                    f"Payments have not caught up with order {order_id} yet; try again in a moment.",
+                    headers={"Retry-After": "1"}, order_id=order_id,
+                ) from None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 @router.get("/orders/{ref}/payments", response_model=PaymentSummary, tags=["payments"], responses=_READ_PROBLEMS,
             summary="The order's payment status, totals, payment attempts and ledger")
 async def payment_summary(request: Request, ref: Ref) -> Response:
     order_id = await _payments_order_id(request, ref)
-    result = await gateway(request).rpc.call("payments", "summary", order_id=order_id)
+    result = await _payments(request, "summary", order_id)
     return _render(PaymentSummary, result, "payments.summary")
 
 
@@ -514,12 +547,13 @@ async def payment_summary(request: Request, ref: Ref) -> Response:
              summary="Record money received by hand (cash, bank transfer, POS), in full or in part")
 async def record_manual_payment(request: Request, ref: Ref, command: RecordManualPayment, caller: Caller) -> Response:
     payload = command.model_dump(mode="json")
-    order_id = await _payments_order_id(request, ref)
+    order = await _payments_order(request, ref)
+    order_id = str(order["id"])
+    # The method the order shows now, in case payments have not seen its payment_method_set event yet.
+    sent = {**payload, "method": payload.get("method") or order.get("payment_method")}
 
     async def call(_key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "payments", "record_manual_payment", order_id=order_id, command=payload, actor=caller.actor()
-        )
+        return await _payments(request, "record_manual_payment", order_id, command=sent, actor=caller.actor())
 
     return await execute(request, caller, payload, call, PaymentSummary, "payments.record_manual_payment")
 
@@ -534,9 +568,7 @@ async def create_payment_link(
     order_id = await _payments_order_id(request, ref)
 
     async def call(_key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "payments", "create_payment_link", order_id=order_id, actor=caller.actor(), command=payload
-        )
+        return await _payments(request, "create_payment_link", order_id, actor=caller.actor(), command=payload)
 
     return await execute(request, caller, payload, call, PaymentLinkView, "payments.create_payment_link")
 
@@ -551,9 +583,7 @@ async def capture_payment(
     order_id = await _payments_order_id(request, ref)
 
     async def call(_key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "payments", "capture_payment", order_id=order_id, command=payload, actor=caller.actor()
-        )
+        return await _payments(request, "capture_payment", order_id, command=payload, actor=caller.actor())
 
     return await execute(request, caller, payload, call, PaymentSummary, "payments.capture_payment")
 
@@ -562,9 +592,7 @@ async def capture_payment(
              responses=_READ_PROBLEMS, summary="Exactly what a refund would give back (nothing is changed)")
 async def refund_preview(request: Request, ref: Ref, command: RefundCommand) -> Response:
     order_id = await _payments_order_id(request, ref)
-    result = await gateway(request).rpc.call(
-        "payments", "refund_preview", order_id=order_id, command=command.model_dump(mode="json")
-    )
+    result = await _payments(request, "refund_preview", order_id, command=command.model_dump(mode="json"))
     return _render(RefundPreviewView, result, "payments.refund_preview")
 
 
@@ -576,10 +604,8 @@ async def refund(request: Request, ref: Ref, command: RefundCommand, caller: Cal
     order_id = await _payments_order_id(request, ref)
 
     async def call(key: str | None) -> Any:
-        return await gateway(request).rpc.call(
-            "payments", "refund", order_id=order_id, command=payload, actor=caller.actor(),
-            idempotency_key=f"{caller.id}:{key}" if key else None,
-        )
+        return await _payments(request, "refund", order_id, command=payload, actor=caller.actor(),
+                               idempotency_key=f"{caller.id}:{key}" if key else None)
 
     return await execute(request, caller, payload, call, RefundPreviewView, "payments.refund")
 

@@ -1,10 +1,18 @@
-"""``oms bench place``: how fast can orders be placed over HTTP, and how soon are their events on the bus?
+"""``oms bench place`` and ``oms bench pay``: how fast do orders go through the system over HTTP?
 
-For each client count, N concurrent workers each place orders one after another (``POST /api/v1/orders``)
-until the level's order count is reached; orders/s = orders placed / wall time, latency percentiles are
-per request. Meanwhile a subscriber bound to ``order.placed.v1`` on ``oms.events`` records when each
-order's event arrives: commit→published lag = receive time − the CloudEvent's ``time`` (set in the
-placing transaction), relay events/s = events received / time between the first and the last receipt.
+``place``: for each client count, N concurrent workers each place orders one after another
+(``POST /api/v1/orders``) until the level's order count is reached; orders/s = orders placed / wall time,
+latency percentiles are per request. Meanwhile a subscriber bound to ``order.placed.v1`` on ``oms.events``
+records when each order's event arrives: commit→published lag = receive time − the CloudEvent's ``time``
+(set in the placing transaction), relay events/s = events received / time between the first and the last
+receipt.
+
+``pay``: placed → paid → confirmed. Each worker places a card order with its address, skips the customer's
+note, creates the payment link and pays it at the (sandbox) provider with a good card; the order is done
+when its ``order.stage_changed.v1`` event to ``confirmed`` arrives on the bus (provider webhook → gateway →
+payments → ``payment.status_changed.v1`` → orders → event). Confirmed orders/s = confirmed orders / time
+from the first placement to the last confirmation; end-to-end latency = confirmation received − placement
+request sent; and the p50 of each HTTP step.
 
 Bounded on purpose: at most ``--orders`` per level and ``--max-seconds`` per level.
 """
@@ -18,6 +26,8 @@ import platform
 import random
 import threading
 import time
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -68,18 +78,37 @@ def machine_facts() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ event listener
-class PlacedListener(threading.Thread):
-    """Receives ``order.placed.v1`` in a thread of its own (pika's BlockingConnection is single-threaded)."""
+def event_kind(event: dict[str, Any]) -> str:
+    """What a listener files an event under: its type, plus the stage or status it moved to, if any
+    (``order.stage_changed.v1:confirmed``, ``payment.status_changed.v1:paid``, ``order.placed.v1``)."""
+    kind = str(event["type"])
+    data = event.get("data")
+    if isinstance(data, dict):
+        to = data.get("to_stage") or data.get("status")
+        if isinstance(to, str) and to:
+            return f"{kind}:{to}"
+    return kind
 
-    def __init__(self, amqp_url: str) -> None:
+
+PLACED = "order.placed.v1"
+CONFIRMED = "order.stage_changed.v1:confirmed"
+
+
+class EventListener(threading.Thread):
+    """Receives events of some routing keys on ``oms.events`` in a thread of its own (pika's
+    BlockingConnection is single-threaded) and records, per kind (:func:`event_kind`) and subject (order id),
+    the first receipt: (receive time, lag = receive time − the CloudEvent's ``time``)."""
+
+    def __init__(self, amqp_url: str, routing_keys: Iterable[str] = (PLACED,)) -> None:
         super().__init__(name="bench-listener", daemon=True)
         self.amqp_url = amqp_url
+        self.routing_keys = tuple(routing_keys)
         self.ready = threading.Event()
         self.error: BaseException | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
-        # subject (order id) -> (receive time, lag seconds)
-        self.received: dict[str, tuple[float, float]] = {}
+        # kind -> subject (order id) -> (receive time, lag seconds)
+        self.received: dict[str, dict[str, tuple[float, float]]] = {}
 
     def run(self) -> None:
         import pika
@@ -96,7 +125,8 @@ class PlacedListener(threading.Thread):
             channel = connection.channel()
             channel.exchange_declare("oms.events", "topic", durable=True)
             queue = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
-            channel.queue_bind(queue, "oms.events", routing_key="order.placed.v1")
+            for routing_key in self.routing_keys:
+                channel.queue_bind(queue, "oms.events", routing_key=routing_key)
             channel.basic_consume(queue, self._on_message, auto_ack=True)
             self.ready.set()
             while not self._stopping.is_set():
@@ -116,17 +146,36 @@ class PlacedListener(threading.Thread):
             event = json.loads(body)
             sent = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp()
             subject = str(event["subject"])
-        except (ValueError, KeyError, TypeError):
+            kind = event_kind(event)
+        except (ValueError, KeyError, TypeError, AttributeError):
             return
         with self._lock:
-            self.received.setdefault(subject, (now, now - sent))
+            self.received.setdefault(kind, {}).setdefault(subject, (now, now - sent))
 
-    def snapshot(self, subjects: set[str]) -> list[tuple[float, float]]:
+    def received_for(self, subjects: Iterable[str], kind: str = PLACED) -> dict[str, tuple[float, float]]:
+        """subject -> (receive time, lag) of the ``kind`` events received for these subjects."""
         with self._lock:
-            return [self.received[s] for s in subjects if s in self.received]
+            got = self.received.get(kind, {})
+            return {s: got[s] for s in subjects if s in got}
+
+    def snapshot(self, subjects: set[str], kind: str = PLACED) -> list[tuple[float, float]]:
+        return list(self.received_for(subjects, kind).values())
+
+    def start_and_wait(self, timeout: float = 10.0) -> bool:
+        """Start, and wait until the queue is bound (True) or subscribing failed (False, see ``error``)."""
+        self.start()
+        self.ready.wait(timeout)
+        return self.error is None and self.ready.is_set()
 
     def stop(self) -> None:
         self._stopping.set()
+
+
+class PlacedListener(EventListener):
+    """``order.placed.v1`` only (``oms bench place``)."""
+
+    def __init__(self, amqp_url: str) -> None:
+        super().__init__(amqp_url, (PLACED,))
 
 
 # ------------------------------------------------------------------------------------------------ placing
@@ -297,3 +346,245 @@ def place(
     for r in results:
         if r.first_error:
             err_console.print(f"[yellow]{r.clients} client(s): first error: {r.first_error}[/]")
+
+
+# ------------------------------------------------------------------------------------------------ paying
+PAY_STEPS = ("place", "note", "link", "pay")
+
+
+@dataclass
+class PayLevelResult:
+    clients: int
+    started: int = 0  # placement requests sent
+    paid: int = 0  # orders whose card payment the provider accepted
+    errors: int = 0
+    first_error: str | None = None
+    link_retries: int = 0  # link requests answered 404: payments had not seen the order yet
+    sent_at: dict[str, float] = field(default_factory=dict)  # order id -> wall time the placement was sent
+    paid_ids: set[str] = field(default_factory=set)
+    steps: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in PAY_STEPS})
+    seconds: float = 0.0  # client side: first placement to last payment
+    confirmed: int = 0
+    e2e: list[float] = field(default_factory=list)
+    rate: float = 0.0  # confirmed orders / (last confirmation − first placement)
+
+
+class _StepError(Exception):
+    pass
+
+
+def _pay_order_body(rng: random.Random) -> dict[str, Any]:
+    from shared.cli.demo import random_address, random_order
+
+    body = random_order(rng, "web")
+    city = body.pop("_city")
+    body["shipping_address"] = random_address(rng, city)
+    body["payment_method"] = "card"
+    body["test"] = True  # benchmark orders are not real business
+    return body
+
+
+async def pay_level(
+    base: str, key: str, sandbox: str, clients: int, orders: int, max_seconds: float, link_wait: float = 10.0
+) -> PayLevelResult:
+    """N clients, each: place a card order with its address, skip the note, create the payment link, pay it at
+    the provider. Confirmations are collected afterwards from the listener (:func:`_collect_confirmations`)."""
+    import httpx
+
+    from services.payments.provider.sandbox import CARD_SUCCESS
+    from shared.cli.demo import problem_text
+
+    result = PayLevelResult(clients)
+    rng = random.Random(1000 + clients)
+    bodies = [_pay_order_body(rng) for _ in range(orders)]
+    remaining = iter(range(orders))
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {key}", "User-Agent": "oms-bench"}
+
+    async with (
+        httpx.AsyncClient(base_url=base, headers=headers, limits=limits, timeout=30) as api,
+        httpx.AsyncClient(base_url=sandbox, headers={"User-Agent": "oms-bench"}, limits=limits, timeout=30) as psp,
+    ):
+        # Warm up the connections (not measured); any answer of the provider will do.
+        await asyncio.gather(*(api.get("/api/v1/health") for _ in range(clients)))
+        await asyncio.gather(*(psp.get("/v1/payments/warm_up") for _ in range(clients)))
+        deadline = time.monotonic() + max_seconds
+
+        async def step(name: str, request: Any, ok: int = 200) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            try:
+                response = await request
+            except httpx.HTTPError as exc:
+                raise _StepError(f"{name}: {exc!r}") from None
+            result.steps[name].append(time.perf_counter() - t0)
+            if response.status_code != ok:
+                raise _StepError(f"{name}: {problem_text(response)}")
+            data: dict[str, Any] = response.json()
+            return data
+
+        async def link(oid: str) -> dict[str, Any]:
+            t0 = time.perf_counter()
+            give_up = time.monotonic() + link_wait
+            delay = 0.02
+            while True:
+                try:
+                    response = await api.post(f"/api/v1/orders/{oid}/payments/link")
+                except httpx.HTTPError as exc:
+                    raise _StepError(f"link: {exc!r}") from None
+                if response.status_code != 404 or time.monotonic() > give_up:
+                    break
+                result.link_retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+            result.steps["link"].append(time.perf_counter() - t0)
+            if response.status_code != 200:
+                raise _StepError(f"link: {problem_text(response)}")
+            data: dict[str, Any] = response.json()
+            return data
+
+        async def one(i: int) -> None:
+            sent = time.time()
+            order = await step("place", api.post("/api/v1/orders", json=bodies[i]), ok=201)
+            oid = str(order["id"])
+            result.sent_at[oid] = sent
+            await step("note", api.put(f"/api/v1/orders/{oid}/customer-note", json={"skip": True}))
+            made = await link(oid)
+            paid = await step("pay", psp.post(
+                f"/v1/payment_links/{made['link_id']}/pay", json={"card_number": CARD_SUCCESS},
+                headers={"Idempotency-Key": str(uuid.uuid4())},
+            ))
+            if paid.get("status") != "succeeded":
+                raise _StepError(f"pay: provider says {paid.get('status')}")
+            result.paid += 1
+            result.paid_ids.add(oid)
+
+        async def worker() -> None:
+            for i in remaining:
+                if time.monotonic() > deadline:
+                    return
+                result.started += 1
+                try:
+                    await one(i)
+                except _StepError as exc:
+                    result.errors += 1
+                    result.first_error = result.first_error or str(exc)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        result.seconds = time.perf_counter() - start
+    for values in result.steps.values():
+        values.sort()
+    return result
+
+
+def _collect_confirmations(listener: EventListener, result: PayLevelResult, wait: float) -> None:
+    """Wait (at most ``wait`` seconds) for every paid order's confirmation, then compute the figures."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and len(listener.received_for(result.paid_ids, CONFIRMED)) < len(
+        result.paid_ids
+    ):
+        time.sleep(0.05)
+    got = listener.received_for(result.sent_at, CONFIRMED)
+    result.confirmed = len(got)
+    result.e2e = sorted(received - result.sent_at[oid] for oid, (received, _lag) in got.items())
+    if got:
+        span = max(received for received, _ in got.values()) - min(result.sent_at.values())
+        result.rate = len(got) / span if span > 0 else 0.0
+
+
+def _ms(values: list[float], pct: float) -> str:
+    return f"{percentile(values, pct) * 1000:.0f}" if values else "-"
+
+
+@app.command()
+def pay(
+    clients: Annotated[str, typer.Option("--clients", help="Client counts to measure, comma-separated.")] = "1,8,32",
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", min=1, max=100_000, help="Orders per client count.")
+    ] = 200,
+    url: Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_PORT).")] = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
+    ] = None,
+    sandbox_url: Annotated[
+        str | None,
+        typer.Option("--sandbox-url", help="The card payment provider (default: OMS_SANDBOX_PROVIDER_URL)."),
+    ] = None,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", min=1, help="Stop starting orders at a client count after this long.")
+    ] = 60.0,
+    event_wait: Annotated[
+        float, typer.Option("--event-wait", min=0, help="How long to wait for the last confirmations after paying.")
+    ] = 20.0,
+) -> None:
+    """Placed → paid → confirmed: card orders paid at the sandbox provider until their confirmation event."""
+    from shared.cli.demo import _check_provider, _check_reachable, base_url, resolve_api_key
+    from shared.config import get_settings
+
+    counts = _parse_clients(clients)
+    settings = get_settings()
+    key = resolve_api_key(settings, api_key)
+    base = base_url(settings, url)
+    sandbox = (sandbox_url or settings.sandbox_provider_url).rstrip("/")
+    _check_reachable(base)
+    _check_provider(sandbox)
+
+    facts = machine_facts()
+    console.print(
+        f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
+        f"Python {facts['python']} · {facts['os']}"
+    )
+    console.print(f"[bold]target[/]: {base}, provider {sandbox}  ({orders} orders per level, levels {counts})")
+
+    listener = EventListener(settings.amqp_url, ("order.stage_changed.v1",))
+    if not listener.start_and_wait(10):
+        err_console.print(f"[red]cannot subscribe to oms.events: {listener.error!r}[/]")
+        raise typer.Exit(1)
+
+    results: list[PayLevelResult] = []
+    try:
+        for c in counts:
+            console.print(f"paying {orders} card orders with {c} client(s)…")
+            result = asyncio.run(pay_level(base, key, sandbox, c, orders, max_seconds))
+            _collect_confirmations(listener, result, event_wait)
+            results.append(result)
+            if result.confirmed == 0:
+                err_console.print(f"[red]no order was confirmed: {result.first_error or 'no confirmation event'}[/]")
+                break
+    except KeyboardInterrupt:
+        err_console.print("interrupted.")
+    finally:
+        listener.stop()
+        listener.join(5)
+
+    table = Table(
+        "clients", "confirmed", "errors", "confirmed/s", "e2e p50 ms", "e2e p99 ms",
+        *(f"{s} p50 ms" for s in PAY_STEPS), title="oms bench pay (placed → paid → confirmed)",
+    )
+    for r in results:
+        table.add_row(
+            str(r.clients),
+            f"{r.confirmed}/{r.started}",
+            str(r.errors),
+            f"{r.rate:.1f}" if r.rate else "-",
+            _ms(r.e2e, 50),
+            _ms(r.e2e, 99),
+            *(_ms(r.steps[s], 50) for s in PAY_STEPS),
+        )
+    console.print(table)
+    console.print(
+        "e2e = confirmation event received − placement request sent; confirmed/s = confirmed orders / "
+        "(last confirmation − first placement); steps: place = POST /orders, note = PUT …/customer-note, "
+        "link = POST …/payments/link (incl. retries while payments has not seen the order), pay = the provider."
+    )
+    for r in results:
+        if r.link_retries:
+            console.print(f"{r.clients} client(s): {r.link_retries} link request(s) retried (order not yet known "
+                          "to payments)")
+        if r.first_error:
+            err_console.print(f"[yellow]{r.clients} client(s): first error: {r.first_error}[/]")
+        missing = len(r.paid_ids) - len(listener.received_for(r.paid_ids, CONFIRMED))
+        if missing:
+            err_console.print(f"[yellow]{r.clients} client(s): {missing} paid order(s) not confirmed in time[/]")
+    if not results or any(r.confirmed == 0 for r in results):
+        raise typer.Exit(1)

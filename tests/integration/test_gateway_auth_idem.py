@@ -260,3 +260,63 @@ def test_keys_expire_after_24_hours(client: TestClient, orders: CountingOrders, 
     started = time.monotonic()
     assert client.get("/api/v1/health").status_code == 200
     assert time.monotonic() - started < 5
+
+
+# ------------------------------------------------------------------------------------------ payments lag
+
+
+class LaggingPayments:
+    """Orders know the order at once; payments only after ``lag`` calls (its order.placed event in flight)."""
+
+    def __init__(self, lag: int) -> None:
+        self.lag = lag
+        self.payment_calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        from shared.errors import NotFound
+
+        if service == "orders":
+            return {**order_detail(1001), "payment_method": "cash_on_delivery"}
+        self.payment_calls.append((method, kwargs))
+        if len(self.payment_calls) <= self.lag:
+            raise NotFound(f"Payments know no order {kwargs['order_id']} (yet).", order_id=kwargs["order_id"])
+        return {"order_id": ORDER_ID, "payment_id": "card:plink_1", "link_id": "plink_1", "url": "http://x/pay",
+                "amount": "25.00", "currency": "EUR", "status": "open", "capture_method": "automatic"}
+
+
+def _client_with(database_url: str, rpc: Any) -> TestClient:
+    return TestClient(create_app(Settings(database_url=database_url, db_pool_size=2), rpc=rpc),
+                      raise_server_exceptions=False)
+
+
+def test_payments_catching_up_with_a_new_order_is_waited_for_not_a_404(
+    database_url: str, keys: dict[str, tuple[uuid.UUID, str]]
+) -> None:
+    rpc = LaggingPayments(lag=3)
+    with _client_with(database_url, rpc) as c:
+        r = c.post("/api/v1/orders/1001/payments/link", headers=bearer(keys, "alice"))
+    assert r.status_code == 200, r.text
+    assert r.json()["link_id"] == "plink_1" and len(rpc.payment_calls) == 4
+
+
+def test_payments_that_never_catch_up_answer_503_with_retry_after(
+    database_url: str, keys: dict[str, tuple[uuid.UUID, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.gateway import app as gateway_app
+
+    monkeypatch.setattr(gateway_app, "PAYMENTS_CATCH_UP_SECONDS", 0.3)
+    with _client_with(database_url, LaggingPayments(lag=10_000)) as c:
+        r = c.post("/api/v1/orders/1001/payments/link", headers=bearer(keys, "alice"))
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "not caught up" in r.json()["detail"]
+
+
+def test_a_manual_payment_uses_the_method_the_order_shows(
+    database_url: str, keys: dict[str, tuple[uuid.UUID, str]]
+) -> None:
+    rpc = LaggingPayments(lag=0)
+    with _client_with(database_url, rpc) as c:
+        c.post("/api/v1/orders/1001/payments/manual", json={"amount": "25.00"}, headers=bearer(keys, "alice"))
+    method, kwargs = rpc.payment_calls[0]
+    assert method == "record_manual_payment" and kwargs["command"]["method"] == "cash_on_delivery"
