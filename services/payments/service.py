@@ -264,10 +264,12 @@ def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
                 "stage": data.stage.value,
             },
         )
-        if created:
+        # Every order starts ``unpaid`` here and on the orders side, unannounced; only an order with nothing
+        # to pay (total 0) starts otherwise, and that is a change to announce.
+        initial = domain.compute_status(data.totals.total, Decimal(0), Decimal(0))
+        if created and initial is not domain.PaymentStatus.UNPAID:
             placed = store.load_order(tx, data.order_id, for_update=True)
-            placed["status"] = None  # announce the initial status: the order list shows it from the start
-            _refresh_status(tx, placed, store.load_ledger(tx, placed), causation, "order placed")
+            _refresh_status(tx, placed, store.load_ledger(tx, placed), causation, "nothing to pay")
         return
     row = store.find_order(tx, env.subject, for_update=True)
     if row is None:
