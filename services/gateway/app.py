@@ -502,7 +502,11 @@ async def _payments_order(request: Request, ref: str) -> dict[str, Any]:
 
 
 async def _payments_order_id(request: Request, ref: str) -> str:
-    return str((await _payments_order(request, ref))["id"])
+    """An order id as is (no round trip to orders: payments check it); a number is looked up in orders."""
+    try:
+        return str(UUID(ref))
+    except ValueError:
+        return str((await _payments_order(request, ref))["id"])
 
 
 PAYMENTS_CATCH_UP_SECONDS = 3.0
@@ -519,12 +523,16 @@ async def _payments(request: Request, method: str, order_id: str, **kwargs: Any)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PAYMENTS_CATCH_UP_SECONDS
     delay = 0.02
+    known_to_orders = False
     while True:
         try:
             return await gateway(request).rpc.call("payments", method, order_id=order_id, **kwargs)
         except NotFound as exc:
             if exc.extra.get("order_id") != order_id:
                 raise
+            if not known_to_orders:  # an id nobody placed is a plain 404 (orders say so), not a wait
+                await _payments_order(request, order_id)
+                known_to_orders = True
             if loop.time() > deadline:
                 raise ServiceUnavailable(
                     f"Payments have not caught up with order {order_id} yet; try again in a moment.",

@@ -268,14 +268,19 @@ def test_keys_expire_after_24_hours(client: TestClient, orders: CountingOrders, 
 class LaggingPayments:
     """Orders know the order at once; payments only after ``lag`` calls (its order.placed event in flight)."""
 
-    def __init__(self, lag: int) -> None:
+    def __init__(self, lag: int, orders_know: bool = True) -> None:
         self.lag = lag
+        self.orders_know = orders_know
         self.payment_calls: list[tuple[str, dict[str, Any]]] = []
+        self.order_calls = 0
 
     async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         from shared.errors import NotFound
 
         if service == "orders":
+            self.order_calls += 1
+            if not self.orders_know:
+                raise NotFound(f"No order {kwargs['ref']}.", ref=kwargs["ref"])
             return {**order_detail(1001), "payment_method": "cash_on_delivery"}
         self.payment_calls.append((method, kwargs))
         if len(self.payment_calls) <= self.lag:
@@ -320,3 +325,18 @@ def test_a_manual_payment_uses_the_method_the_order_shows(
         c.post("/api/v1/orders/1001/payments/manual", json={"amount": "25.00"}, headers=bearer(keys, "alice"))
     method, kwargs = rpc.payment_calls[0]
     assert method == "record_manual_payment" and kwargs["command"]["method"] == "cash_on_delivery"
+
+
+def test_an_order_id_goes_straight_to_payments_and_an_unknown_one_is_a_404_at_once(
+    database_url: str, keys: dict[str, tuple[uuid.UUID, str]]
+) -> None:
+    known = LaggingPayments(lag=0)
+    with _client_with(database_url, known) as c:
+        r = c.post(f"/api/v1/orders/{ORDER_ID}/payments/link", headers=bearer(keys, "alice"))
+    assert r.status_code == 200 and known.order_calls == 0  # no round trip to orders for an id
+    nobody = LaggingPayments(lag=10_000, orders_know=False)
+    started = time.monotonic()
+    with _client_with(database_url, nobody) as c:
+        r = c.post(f"/api/v1/orders/{uuid.uuid4()}/payments/link", headers=bearer(keys, "alice"))
+    assert r.status_code == 404 and time.monotonic() - started < 2.0
+    assert len(nobody.payment_calls) == 1 and nobody.order_calls == 1
