@@ -43,6 +43,7 @@ test-e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/oms bench place
+	$(BIN)/oms bench pay
 
 demo: $(STAMP)
 	$(BIN)/oms demo --orders 200
