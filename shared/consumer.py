@@ -26,6 +26,7 @@ from typing import Any
 from kombu import Queue
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
+from prometheus_client import Counter
 from pydantic import ValidationError
 
 from shared.amqp import DEAD_LETTER_QUEUE, DELAY_EXCHANGE, ConfirmedPublisher, OutgoingMessage, Subscription
@@ -39,6 +40,13 @@ ATTEMPTS_HEADER = "x-oms-attempts"
 ERROR_HEADER = "x-oms-error"
 QUEUE_HEADER = "x-oms-queue"
 DEFAULT_DELAYS = (1, 5, 30, 120)
+
+
+# Alert on ``increase(oms_events_handled_total{outcome="dead_lettered"}[5m]) > 0``: an event needs a person.
+HANDLED = Counter(
+    "oms_events_handled_total", "Events handled by a subscriber, by outcome (ok, retried, dead_lettered)",
+    ["queue", "outcome"],
+)
 
 
 def queue_name(service: str, name: str) -> str:
@@ -105,6 +113,7 @@ class EventSubscriber(Entrypoint):
 
     def _handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
         if exc_info is None:
+            HANDLED.labels(self.subscription.queue, "ok").inc()
             self.queue_consumer.ack_message(message)
         else:
             exc = exc_info[1]
@@ -125,9 +134,11 @@ class EventSubscriber(Entrypoint):
             delay = delays[attempts - 1]
             out = OutgoingMessage(DELAY_EXCHANGE, f"{delay}s.{queue}", message.body, props)
             log.warning("%s: attempt %d failed (%s); retrying in %ds", queue, attempts, reason, delay)
+            HANDLED.labels(queue, "retried").inc()
         else:
             out = OutgoingMessage("", DEAD_LETTER_QUEUE, message.body, props)
             log.error("%s: dead-lettered after %d attempt(s): %s", queue, attempts, reason)
+            HANDLED.labels(queue, "dead_lettered").inc()
         try:
             with self._publish_lock:
                 if self._publisher is None:

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
+from prometheus_client import Counter
 
 from services.payments import domain, store
 from services.payments import events as ev
@@ -61,6 +62,12 @@ CLOSED_STAGES = frozenset({"cancelled", "rejected"})
 # goes back at once.
 NEVER_FULFILLED = CLOSED_STAGES | {"abandoned"}
 NO_NEW_PAYMENTS = frozenset({"cancelled", "rejected", "abandoned", "archived"})
+
+
+# Alert on any increase: the order is on hold and a person must look at its money.
+LEDGER_VIOLATIONS = Counter(
+    "oms_payments_ledger_violations_total", "Ledger invariants found broken (the order is put on hold)", ["code"]
+)
 
 
 class ProviderFailed(DomainError):
@@ -120,6 +127,8 @@ def _commit(
 def _report_violations(tx: Tx, row: dict[str, Any], violations: list[domain.Violation], causation_id: str) -> None:
     reason = "Payment ledger inconsistent: " + "; ".join(v.reason for v in violations)
     log.error("order %s (#%s): %s", row["order_id"], row["number"], reason)
+    for v in violations:
+        LEDGER_VIOLATIONS.labels(v.code).inc()
     store.set_hold_reason(tx, row["order_id"], reason[:2000])
     _emit(
         tx,

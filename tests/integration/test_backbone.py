@@ -23,10 +23,31 @@ from tests.processes import service_process
 pytestmark = pytest.mark.integration
 
 
+PROBE_METRICS_PORT = 0
+
+
 @pytest.fixture(scope="module")
 def probe(probe_schema: str, migrated: dict[str, str], logs: Any) -> Any:
-    with service_process("tests.integration.probe_service:ProbeService", migrated, logs) as log:
+    from tests.e2e.conftest import free_port
+
+    global PROBE_METRICS_PORT
+    PROBE_METRICS_PORT = free_port()
+    env = {**migrated, "OMS_METRICS_PORT": str(PROBE_METRICS_PORT)}
+    with service_process("tests.integration.probe_service:ProbeService", env, logs) as log:
         yield log
+
+
+def handled(outcome: str) -> float:
+    """``oms_events_handled_total`` of the probe's queue for an outcome, scraped from its /metrics."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{PROBE_METRICS_PORT}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "oms_events_handled_total" and sample.labels.get("outcome") == outcome:
+                return float(sample.value)
+    return 0.0
 
 
 def effects(db: Any, subject: str) -> list[dict[str, Any]]:
@@ -115,6 +136,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered_and_can_be
     failing = note_event(subject, 1, "fail-until-fixed")
     behind = note_event(subject, 2, "waits for the first")
     other = note_event(str(uuid.uuid4()), 1, "another order")
+    dead_before, retried_before = handled("dead_lettered"), handled("retried")
     publish_events(servers.amqp_url, [failing, behind, other])
     # Other orders' events flow while the failing one waits in a delay queue.
     wait_for(lambda: effects(probe_db, other.subject), timeout=5, what="another order's event")
@@ -123,6 +145,8 @@ def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered_and_can_be
     assert dead["headers"]["x-oms-attempts"] == 4
     assert "RuntimeError: dependency not fixed yet" in dead["headers"]["x-oms-error"]
     assert effects(probe_db, subject) == []  # the second event of that order waits: never applied out of order
+    # What an operator's alert sees: three retries, then one dead letter.
+    assert handled("retried") - retried_before == 3 and handled("dead_lettered") - dead_before == 1
 
     with probe_db.transaction() as tx:
         tx.execute("INSERT INTO switches VALUES ('fixed')")

@@ -162,9 +162,17 @@ def test_a_ledger_violation_puts_the_order_on_hold_and_raises_an_alert(
     forged = json.loads(json.dumps(succeeded))
     forged["data"]["object"]["amount_captured"] = "99.00"  # the provider now claims another amount
     forged["data"]["object"]["amount_authorized"] = "99.00"
+    from prometheus_client import REGISTRY
+
+    def alerts() -> float:
+        labels = {"code": "conflicting_duplicate"}
+        return REGISTRY.get_sample_value("oms_payments_ledger_violations_total", labels) or 0.0
+
+    before = alerts()
     with caplog.at_level("ERROR"):
         webhook(provider, payments_db, forged, webhook_id="msg_" + uuid.uuid4().hex)
     assert any("ledger inconsistent" in r.getMessage() for r in caplog.records)
+    assert alerts() - before == 2  # the counter an alert rule watches: authorized and captured both differ
     violations = [e for e in outbox_events(payments_db, ref) if e.type == "payment.ledger_violation.v1"]
     assert len(violations) == 1 and violations[0].data["violations"][0]["code"] == "conflicting_duplicate"
     assert payments.summary(payments_db, ref)["captured"] == str(TOTAL)  # the first fact stands
