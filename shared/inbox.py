@@ -39,25 +39,35 @@ def process(db: Database, consumer: str, env: Envelope, apply: Apply) -> Outcome
         return process_in(tx, consumer, env, apply)
 
 
+# Claim the event and lock its (consumer, source, subject) position in one round trip: each round trip
+# costs a green-thread wait under eventlet, which measured ~40% of a consumer's CPU. DO UPDATE (not DO
+# NOTHING + SELECT FOR UPDATE) because it locks and returns the latest committed position even when a
+# concurrent transaction created the row after this statement's snapshot.
+_CLAIM = (
+    "WITH claim AS (INSERT INTO inbox (consumer, event_id, event_type) VALUES (%s, %s, %s) "
+    "ON CONFLICT DO NOTHING RETURNING 1), "
+    "pos AS (INSERT INTO inbox_positions (consumer, source, subject, last_sequence) VALUES (%s, %s, %s, 0) "
+    "ON CONFLICT (consumer, source, subject) DO UPDATE SET last_sequence = inbox_positions.last_sequence "
+    "RETURNING last_sequence) "
+    "SELECT EXISTS (SELECT 1 FROM claim) AS fresh, (SELECT last_sequence FROM pos) AS last_sequence"
+)
+# Record the position and take the next parked event, if it is waiting, in one round trip.
+_ADVANCE = (
+    "WITH advance AS (UPDATE inbox_positions SET last_sequence = %s, updated_at = now() "
+    "WHERE consumer = %s AND source = %s AND subject = %s) "
+    "DELETE FROM inbox_parked WHERE consumer = %s AND source = %s AND subject = %s AND sequence = %s "
+    "RETURNING event"
+)
+
+
 def process_in(tx: psycopg.Connection[Any], consumer: str, env: Envelope, apply: Apply) -> Outcome:
-    fresh = tx.execute(
-        "INSERT INTO inbox (consumer, event_id, event_type) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-        (consumer, env.id, env.type),
-    ).rowcount
+    key = (consumer, env.source, env.subject)
+    row = tx.execute(_CLAIM, (consumer, env.id, env.type, *key)).fetchone()
+    if row is None:
+        raise RuntimeError("expected a row")
+    fresh, last = (row["fresh"], row["last_sequence"]) if isinstance(row, dict) else (row[0], row[1])
     if not fresh:
         return Outcome.duplicate
-    key = (consumer, env.source, env.subject)
-    tx.execute(
-        "INSERT INTO inbox_positions (consumer, source, subject, last_sequence) VALUES (%s, %s, %s, 0) "
-        "ON CONFLICT DO NOTHING",
-        key,
-    )
-    row = tx.execute(
-        "SELECT last_sequence FROM inbox_positions WHERE consumer = %s AND source = %s AND subject = %s "
-        "FOR UPDATE",
-        key,
-    ).fetchone()
-    last = _first(row)
     if env.sequence <= last:
         return Outcome.stale
     if env.sequence > last + 1:
@@ -71,21 +81,11 @@ def process_in(tx: psycopg.Connection[Any], consumer: str, env: Envelope, apply:
     apply(tx, env)
     last = env.sequence
     while True:
-        parked = tx.execute(
-            "DELETE FROM inbox_parked WHERE consumer = %s AND source = %s AND subject = %s AND sequence = %s "
-            "RETURNING event",
-            (*key, last + 1),
-        ).fetchone()
+        parked = tx.execute(_ADVANCE, (last, *key, *key, last + 1)).fetchone()
         if parked is None:
-            break
+            return Outcome.applied
         apply(tx, Envelope.model_validate_json(_first(parked)))
         last += 1
-    tx.execute(
-        "UPDATE inbox_positions SET last_sequence = %s, updated_at = now() "
-        "WHERE consumer = %s AND source = %s AND subject = %s",
-        (last, *key),
-    )
-    return Outcome.applied
 
 
 def _first(row: Any) -> Any:
