@@ -241,15 +241,19 @@ def _summary(tx: Tx, row: dict[str, Any], duplicate: bool = False) -> dict[str, 
 # ------------------------------------------------------------------------------------------------ order events
 
 
-def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope) -> inbox.Outcome:
-    """Apply one ``order.*`` event once and in order (the inbox dedupes and orders by sequence)."""
-    return inbox.process(db, CONSUMER, env, lambda tx, e: apply_order_event(tx, provider, e))
+def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope, data: Any = None) -> inbox.Outcome:
+    """Apply one ``order.*`` event once and in order (the inbox dedupes and orders by sequence).
+    ``data``: the event's already parsed data, if the subscriber has it (parked events are parsed here)."""
+    def apply(tx: Tx, e: Envelope) -> None:
+        apply_order_event(tx, provider, e, data if e is env else None)
+
+    return inbox.process(db, CONSUMER, env, apply)
 
 
-def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
+def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope, data: Any = None) -> None:
     from services.orders import events as order_events
 
-    data = parse_data(env)
+    data = data if data is not None else parse_data(env)
     causation = str(env.id)
     if isinstance(data, order_events.OrderPlaced):
         lines = [
@@ -837,7 +841,7 @@ class PaymentsService:
 
     @subscribe("orders", ["order.#"])
     def on_order_event(self, env: Envelope, data: Any) -> None:
-        handle_order_event(self.db, self.provider, env)
+        handle_order_event(self.db, self.provider, env, data)
 
     @rpc(expected_exceptions=DomainError)
     def summary(self, order_id: str) -> dict[str, Any]:

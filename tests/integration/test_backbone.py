@@ -62,7 +62,12 @@ def attempts(db: Any, event_id: uuid.UUID) -> int:
 
 
 def dead_letter(servers: Servers, message_id: str) -> dict[str, Any] | None:
-    return next((m for m in peek_queue(servers.amqp_url, "oms.dead-letters") if m["message_id"] == message_id), None)
+    """The probe's dead letter of that message (other services on this vhost may dead-letter their copy)."""
+    return next(
+        (m for m in peek_queue(servers.amqp_url, "oms.dead-letters")
+         if m["message_id"] == message_id and m["headers"].get("x-oms-queue", "").startswith("oms.probe.")),
+        None,
+    )
 
 
 def test_a_duplicated_event_has_one_effect(probe: Any, probe_db: Any, servers: Servers) -> None:
