@@ -26,6 +26,32 @@ def event(subject: str, sequence: int) -> Envelope:
     })
 
 
+def deliver_at_once(db: Any, consumer: str, deliveries: list[Envelope]) -> tuple[list[int], list[BaseException]]:
+    """Every delivery on its own thread, released together; returns the sequences applied, in order."""
+    applied: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    start = threading.Barrier(len(deliveries))
+
+    def apply(tx: Any, env: Envelope) -> None:
+        with lock:
+            applied.append(env.sequence)
+
+    def deliver(env: Envelope) -> None:
+        try:
+            start.wait()
+            inbox.process(db, consumer, env, apply)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(e,)) for e in deliveries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return applied, errors
+
+
 def test_concurrent_and_duplicate_deliveries_apply_each_event_once_in_order(orders_db: Any) -> None:
     consumer = f"test.concurrency.{uuid.uuid4().hex[:8]}"
     rng = random.Random(7)
@@ -34,27 +60,7 @@ def test_concurrent_and_duplicate_deliveries_apply_each_event_once_in_order(orde
         events = [event(subject, n) for n in (1, 2, 3, 4)]
         deliveries = events + [rng.choice(events) for _ in range(3)]  # at-least-once: some twice
         rng.shuffle(deliveries)
-        applied: list[int] = []
-        lock = threading.Lock()
-        start = threading.Barrier(len(deliveries))
-        errors: list[BaseException] = []
-
-        def apply(tx: Any, env: Envelope) -> None:
-            with lock:
-                applied.append(env.sequence)
-
-        def deliver(env: Envelope) -> None:
-            try:
-                start.wait()
-                inbox.process(orders_db, consumer, env, apply)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=deliver, args=(e,)) for e in deliveries]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        applied, errors = deliver_at_once(orders_db, consumer, deliveries)
         assert not errors, errors
         assert applied == [1, 2, 3, 4], (applied, [e.sequence for e in deliveries])
         with orders_db.transaction() as tx:

@@ -335,3 +335,29 @@ def test_unreachable_or_failing_provider_raises_unavailable() -> None:
     with pytest.raises(ProviderUnavailable):
         HttpSandboxProvider("http://provider.invalid", SECRET, client=client).capture("pay_1", idempotency_key="cap-1")
     assert seen == ["cap-1"]
+
+
+def test_the_hosted_page_lets_a_person_pay_confirm_3ds_or_reserve(
+    start_sandbox: Callable[..., tuple[SandboxServer, HttpSandboxProvider]]
+) -> None:
+    server, provider = start_sandbox()
+    auto = provider.create_payment_link(D("49.90"), "EUR", "order-1", idempotency_key="page-1")
+    page = httpx.get(auto.url)
+    assert page.status_code == 200 and "49.90 EUR" in page.text and "4242424242424242" in page.text
+    paid = httpx.post(auto.url, data={"card_number": "4242424242424242"})
+    assert paid.status_code == 200 and "Paid 49.90 EUR" in paid.text
+
+    held = provider.create_payment_link(D("10.00"), "EUR", "order-2", idempotency_key="page-2",
+                                        capture_method=CaptureMethod.MANUAL)
+    reserved = httpx.post(held.url, data={"card_number": "4242424242424242"})
+    assert "reserved on your card" in reserved.text and "Paid" not in reserved.text
+
+    secure = provider.create_payment_link(D("5.00"), "EUR", "order-3", idempotency_key="page-3")
+    ask = httpx.post(secure.url, data={"card_number": "4000002500003155"})
+    assert "confirm" in ask.text
+    action = ask.text.split("action='")[1].split("'")[0]
+    done = httpx.post(f"{server.url}{action}", data={"success": "1"})
+    assert done.status_code == 200 and "Payment confirmed" in done.text
+    declined = provider.create_payment_link(D("5.00"), "EUR", "order-4", idempotency_key="page-4")
+    refused = httpx.post(declined.url, data={"card_number": "4000000000000002"})
+    assert refused.status_code == 402 and "declined" in refused.text and "Try again" in refused.text

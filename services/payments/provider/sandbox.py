@@ -468,6 +468,8 @@ async def pay_page(request: Request) -> Response:
                 "<button name='success' value='1'>Confirm</button> "
                 "<button name='success' value='0'>Fail authentication</button></form>"
             )
+        if payload["status"] == "requires_capture":
+            return _page(f"{amount} is reserved on your card; the shop takes it when your order ships. Thank you.")
         return _page(f"Paid {amount}. Thank you.")
     return _page(
         f"Pay <b>{amount}</b> for {html.escape(link['reference'])}.<form method='post'>"
@@ -483,6 +485,8 @@ async def three_ds_page(request: Request) -> Response:
     status, payload = _state(request).confirm_3ds(request.path_params["payment_id"], success)
     if status != 200:
         return _page(f"Payment failed: {html.escape(payload['error']['message'])}", status)
+    if payload["status"] == "requires_capture":
+        return _page("Confirmed: the amount is reserved on your card until the shop takes it. Thank you.")
     return _page("Payment confirmed. Thank you.")
 
 
