@@ -287,7 +287,8 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = 
       order paid (or authorized in full) with address and note (added or skipped) is confirmed automatically
       (history + ``order.stage_changed.v1``);
     * ``payment.ledger_violation.v1``: the order goes on hold with the reason (when it can), so staff see it;
-    * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``).
+    * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``);
+    * ``payment.voided.v1``: so is a released card authorization (``payment_voided``).
     """
     from services.payments import events as pev
     from shared.catalog import parse_data
@@ -332,6 +333,10 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = 
             "allocations": data.allocations,
         }
         _add_payment_history(tx, order, "refund_completed", data.reason, details, now)
+    elif isinstance(data, pev.PaymentVoided):
+        order = store.load(tx, env.subject, for_update=True)
+        details = {"payment_id": data.payment_id, "amount": str(data.amount), "currency": data.currency}
+        _add_payment_history(tx, order, "payment_voided", data.reason, details, now)
 
 
 def _add_payment_history(

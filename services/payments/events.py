@@ -97,6 +97,17 @@ class RefundCompleted(PaymentEvent):
     reason: str | None = None
 
 
+class PaymentVoided(PaymentEvent):
+    """An authorization was released without taking the money (order cancelled, rejected or abandoned)."""
+
+    event_type: ClassVar[str] = "payment.voided.v1"
+
+    payment_id: str
+    amount: Decimal
+    currency: str
+    reason: str | None = None
+
+
 class PaymentLedgerViolation(PaymentEvent):
     """The order's ledger broke an invariant: the order must be put on hold and looked at by staff."""
 
@@ -112,5 +123,6 @@ PAYMENT_EVENTS: tuple[type[PaymentEvent], ...] = (
     PaymentReceived,
     PaymentFailed,
     RefundCompleted,
+    PaymentVoided,
     PaymentLedgerViolation,
 )

@@ -355,6 +355,10 @@ def settle_closed_order(tx: Tx, provider: PaymentProvider, row: dict[str, Any], 
         return
     _, fresh = _commit(tx, row, ledger, entries, causation, reason=f"order {stage}",
                        extra={"automatic": True, "reason": f"order {stage}"})
+    for e in entries if fresh else []:
+        if e.kind is domain.EntryKind.VOIDED:
+            _emit(tx, row, ev.PaymentVoided(**_base(row, now), payment_id=e.payment_id, amount=e.amount,
+                                            currency=row["currency"], reason=f"order {stage}"), causation)
     if fresh and allocations:
         total = sum((Decimal(a["amount"]) for a in allocations), Decimal(0))
         _emit(tx, row, ev.RefundCompleted(

@@ -196,3 +196,28 @@ def test_an_authorization_after_the_order_was_rejected_is_voided(
     assert summary["status"] == "unpaid" and Decimal(summary["pending"]) == 0
     assert [e["kind"] for e in summary["ledger"]] == ["authorized", "voided"]
     assert provider.get_payment(result.id).status.value == "canceled"
+    deliver_webhooks(state, provider, payments_db, result.id)  # the provider's payment.canceled: known
+    voided = [e for e in outbox_events(payments_db, ref) if e.type == "payment.voided.v1"]
+    assert len(voided) == 1 and voided[0].data["amount"] == str(TOTAL)
+    sync(orders_db, payments_db, provider, ref)
+    history = [h for h in orders.get_order(orders_db, ref)["history"] if h["action"] == "payment_voided"]
+    assert len(history) == 1 and history[0]["reason"] == "order rejected"
+
+
+def test_cancelling_an_authorized_order_voids_it_and_the_history_shows_it(
+    orders_db: Any, payments_db: Any, sandbox: Sandbox
+) -> None:
+    state, provider = sandbox
+    ref = place_card_order(orders_db, payments_db, provider)
+    _link, pid = authorize(state, provider, payments_db, ref)
+    sync(orders_db, payments_db, provider, ref)
+    assert orders.get_order(orders_db, ref)["stage"] == "confirmed"
+    move(orders_db, ref, "cancelled")
+    sync(orders_db, payments_db, provider, ref)
+    summary = payments.summary(payments_db, ref)
+    assert summary["status"] == "unpaid" and summary["pending"] == "0.00" and summary["captured"] == "0.00"
+    assert provider.get_payment(pid).status.value == "canceled"  # the hold on the card is released
+    order = orders.get_order(orders_db, ref)
+    assert order["payment_status"] == "unpaid" and order["payment_authorized"] is False
+    voided = [h for h in order["history"] if h["action"] == "payment_voided"]
+    assert len(voided) == 1 and voided[0]["data"]["amount"] == str(TOTAL)
