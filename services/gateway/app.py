@@ -128,6 +128,7 @@ class Gateway:
             self._require_pool(), stale_after=max(60.0, 2 * settings.rpc_timeout_seconds)
         )
         self._purger: asyncio.Task[None] | None = None
+        self._revocations: asyncio.Task[None] | None = None
 
     def _require_pool(self) -> AsyncConnectionPool[Any]:
         assert self.pool is not None, "a database pool is needed"
@@ -140,12 +141,17 @@ class Gateway:
             await self.rpc.start(wait=5.0)
         if isinstance(self.idempotency, PgIdempotencyStore):
             self._purger = asyncio.create_task(self._purge_forever(self.idempotency), name="idempotency-purge")
+        if isinstance(self.authenticator, ApiKeyAuthenticator):
+            self._revocations = asyncio.create_task(
+                self.authenticator.watch_revocations(self.settings.database_url), name="api-key-revocations"
+            )
 
     async def stop(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
+        for task in (self._purger, self._revocations):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.placements.close()
         if self._own_rpc and isinstance(self.rpc, AsyncRpcClient):
             await self.rpc.close()

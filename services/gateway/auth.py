@@ -7,7 +7,9 @@ hash speed, and a slow KDF (bcrypt/argon2) would only add tens of milliseconds o
 The public prefix finds the row; the hashes are compared with ``hmac.compare_digest`` (constant time).
 
 Valid keys are cached in-process for ``ttl`` seconds (30 by default) so most requests do not touch the
-database; a revoked key therefore stops working within ``ttl`` seconds on every gateway process.
+database. A revocation still takes effect at once: a trigger notifies ``oms_api_key_revoked`` and every
+gateway process, listening (:meth:`ApiKeyAuthenticator.watch_revocations`), drops its cache. While that
+listening connection is down, the TTL is the bound.
 
 The ``create_api_key``/``revoke_api_key``/``list_api_keys`` functions take a *sync* psycopg connection for the
 CLI (``oms keys ...``); they qualify the tables with the ``gateway`` schema, so any search_path works.
@@ -15,8 +17,10 @@ CLI (``oms keys ...``); they qualify the tables with the ``gateway`` schema, so 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import string
@@ -39,6 +43,9 @@ _PREFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SECRET_ALPHABET = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"^oms_([a-z0-9]{8})_([A-Za-z0-9]{32,128})$")
 _LAST_USED_GRANULARITY = 60.0  # seconds: last_used_at is refreshed at most this often per key and process
+REVOKED_CHANNEL = "oms_api_key_revoked"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +156,26 @@ class ApiKeyAuthenticator:
 
     def invalidate(self) -> None:
         self._cache.clear()
+
+    async def watch_revocations(self, conninfo: str, *, retry_seconds: float = 1.0) -> None:
+        """Drop the cache whenever a key is revoked anywhere (LISTEN; the trigger of migration 0002).
+
+        Revocations are rare, so the whole cache goes: the next request of each key costs one query.
+        Runs until cancelled; if its connection drops, it reconnects and clears the cache again (a key may
+        have been revoked meanwhile)."""
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {REVOKED_CHANNEL}")
+                    self.invalidate()
+                    async for note in conn.notifies():
+                        log.info("API key %s revoked: cache cleared", note.payload)
+                        self.invalidate()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the TTL bounds staleness until we are back
+                log.warning("not listening for API key revocations (%s); retrying", exc)
+            await asyncio.sleep(retry_seconds)
 
     async def authenticate(self, plaintext: str) -> Principal:
         digest = hash_key(plaintext)
