@@ -336,7 +336,9 @@ def settle_closed_order(tx: Tx, provider: PaymentProvider, row: dict[str, Any], 
             kind=domain.EntryKind.VOIDED, amount=uncaptured, currency=row["currency"], payment_id=pid,
             reference=f"void:{stage}", at=now,
         ))
-    reference = f"auto-refund:{stage}"
+    # One reference per trigger (the order event, or the webhook of money that came late): unique per
+    # refund for whoever reads refund.completed.v1, and the same when that trigger is retried.
+    reference = f"auto-refund:{stage}:{causation}"
     allocations: list[dict[str, Any]] = []
     manual_amount = Decimal(0)
     for pid, amount, is_card in ledger.refundable_by_payment():
