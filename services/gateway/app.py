@@ -69,6 +69,8 @@ from services.orders.schemas import (
 from services.payments.schemas import (
     CapturePayment,
     CreatePaymentLink,
+    ManualRefundList,
+    MarkRefundPaidOut,
     PaymentLinkView,
     PaymentSummary,
     RecordManualPayment,
@@ -622,6 +624,30 @@ async def refund(request: Request, ref: Ref, command: RefundCommand, caller: Cal
                                idempotency_key=f"{caller.id}:{key}" if key else None)
 
     return await execute(request, caller, payload, call, RefundPreviewView, "payments.refund")
+
+
+@router.get("/payments/manual-refunds", response_model=ManualRefundList, tags=["payments"],
+            responses=_READ_PROBLEMS, summary="Refunds staff must pay out by hand (cash, transfer, POS), oldest first")
+async def manual_refunds(
+    request: Request,
+    pending: Annotated[bool, Query(description="Only those not marked paid out yet.")] = True,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    result = await gateway(request).rpc.call("payments", "manual_refunds", pending=pending, limit=limit)
+    return _render(ManualRefundList, result, "payments.manual_refunds")
+
+
+@router.post("/orders/{ref}/refunds/paid-out", response_model=PaymentSummary, tags=["payments"],
+             responses=_MUTATION_PROBLEMS, openapi_extra=_IDEMPOTENCY_DOC,
+             summary="Mark a manual refund as paid out (the money was handed back by hand)")
+async def mark_refund_paid_out(request: Request, ref: Ref, command: MarkRefundPaidOut, caller: Caller) -> Response:
+    payload = command.model_dump(mode="json")
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(_key: str | None) -> Any:
+        return await _payments(request, "mark_refund_paid_out", order_id, command=payload, actor=caller.actor())
+
+    return await execute(request, caller, payload, call, PaymentSummary, "payments.mark_refund_paid_out")
 
 
 _WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")

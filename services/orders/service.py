@@ -288,7 +288,8 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = 
       (history + ``order.stage_changed.v1``);
     * ``payment.ledger_violation.v1``: the order goes on hold with the reason (when it can), so staff see it;
     * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``);
-    * ``payment.voided.v1``: so is a released card authorization (``payment_voided``).
+    * ``payment.voided.v1``: so is a released card authorization (``payment_voided``), and
+      ``refund.paid_out.v1`` a manual refund staff paid out (``refund_paid_out``).
     """
     from services.payments import events as pev
     from shared.catalog import parse_data
@@ -333,6 +334,10 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = 
             "allocations": data.allocations,
         }
         _add_payment_history(tx, order, "refund_completed", data.reason, details, now)
+    elif isinstance(data, pev.RefundPaidOut):
+        order = store.load(tx, env.subject, for_update=True)
+        details = {"reference": data.reference, "amount": str(data.amount), "currency": data.currency}
+        _add_payment_history(tx, order, "refund_paid_out", data.note, details, now)
     elif isinstance(data, pev.PaymentVoided):
         order = store.load(tx, env.subject, for_update=True)
         details = {"payment_id": data.payment_id, "amount": str(data.amount), "currency": data.currency}

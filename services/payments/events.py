@@ -97,6 +97,17 @@ class RefundCompleted(PaymentEvent):
     reason: str | None = None
 
 
+class RefundPaidOut(PaymentEvent):
+    """Staff paid out a refund of money taken by hand (cash, transfer, POS): nothing is left to do for it."""
+
+    event_type: ClassVar[str] = "refund.paid_out.v1"
+
+    reference: str
+    amount: Decimal
+    currency: str
+    note: str | None = None
+
+
 class PaymentVoided(PaymentEvent):
     """An authorization was released without taking the money (order cancelled, rejected or abandoned)."""
 
@@ -123,6 +134,7 @@ PAYMENT_EVENTS: tuple[type[PaymentEvent], ...] = (
     PaymentReceived,
     PaymentFailed,
     RefundCompleted,
+    RefundPaidOut,
     PaymentVoided,
     PaymentLedgerViolation,
 )

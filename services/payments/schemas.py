@@ -61,6 +61,34 @@ class RefundCommand(_Command):
     reason: Annotated[str, StringConstraints(max_length=500)] | None = None
 
 
+class MarkRefundPaidOut(_Command):
+    """Staff confirm they paid out a manual refund (handed back the cash, sent the transfer). ``reference``
+    is the refund's, as the payment summary and the worklist show it."""
+
+    reference: Reference
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] | None = None
+
+
+class ManualRefundView(_View):
+    """A refund of money taken by hand: staff pay it out, then mark it paid out."""
+
+    order_id: UUID
+    number: int
+    test: bool = False
+    reference: str
+    amount: MoneyValue
+    currency: str
+    at: datetime
+    methods: str | None = None
+    paid_out_at: datetime | None = None
+    paid_out_by: dict[str, Any] | None = None
+    note: str | None = None
+
+
+class ManualRefundList(_View):
+    items: list[ManualRefundView]
+
+
 class PaymentView(_View):
     id: str
     method: str

@@ -40,7 +40,13 @@ from services.payments.provider import (
     WebhookEvent,
     WebhookVerificationError,
 )
-from services.payments.schemas import CapturePayment, CreatePaymentLink, RecordManualPayment, RefundCommand
+from services.payments.schemas import (
+    CapturePayment,
+    CreatePaymentLink,
+    MarkRefundPaidOut,
+    RecordManualPayment,
+    RefundCommand,
+)
 from services.payments.settings import webhook_secret
 from shared import inbox, outbox
 from shared.catalog import parse_data
@@ -197,6 +203,7 @@ def _summary(tx: Tx, row: dict[str, Any], duplicate: bool = False) -> dict[str, 
     ledger = store.load_ledger(tx, row)
     s = _summary_of(tx, row, ledger)
     entries = store.entry_rows(tx, row["order_id"])
+    paid_out = store.paid_out_references(tx, row["order_id"])
     return {
         "order_id": str(row["order_id"]),
         "number": row["number"],
@@ -229,7 +236,8 @@ def _summary(tx: Tx, row: dict[str, Any], duplicate: bool = False) -> dict[str, 
                 "payment_id": e["payment_id"],
                 "reference": e["reference"],
                 "at": e["at"].isoformat(),
-                "manual_action_required": e["kind"] == domain.EntryKind.MANUAL_REFUND.value,
+                "manual_action_required": e["kind"] == domain.EntryKind.MANUAL_REFUND.value
+                and e["reference"] not in paid_out,
                 "detail": e["detail"],
             }
             for e in entries
@@ -589,6 +597,39 @@ def capture_payment(db: Database, provider: PaymentProvider, order_id: str, comm
         return _summary(tx, row)
 
 
+def manual_refunds(db: Database, pending: bool = True, limit: int = 100) -> dict[str, Any]:
+    """The staff worklist: refunds of money taken by hand, still to pay out (or all of them)."""
+    with db.transaction() as tx:
+        rows = store.manual_refunds(tx, pending=pending, limit=max(1, min(int(limit), 1000)))
+    return {"items": [
+        {**r, "order_id": str(r["order_id"]), "amount": str(domain.quantize(r["amount"], r["currency"])),
+         "at": r["at"].isoformat(), "paid_out_at": r["paid_out_at"].isoformat() if r["paid_out_at"] else None}
+        for r in rows
+    ]}
+
+
+def mark_refund_paid_out(db: Database, order_id: str, command: Any, actor: Any) -> dict[str, Any]:
+    """Staff handed the money back: the manual refund ``reference`` needs nothing more. Idempotent."""
+    cmd = parse(MarkRefundPaidOut, command or {}, "pay-out")
+    reference = cmd.reference
+    with db.transaction() as tx:
+        row = store.load_order(tx, order_id, for_update=True)
+        ledger = store.load_ledger(tx, row)
+        refunded = [e for e in ledger.entries
+                    if e.kind is domain.EntryKind.MANUAL_REFUND and e.reference == reference]
+        if not refunded:
+            raise InvalidRequest(  # not NotFound: the order exists, the request names the wrong refund
+                f"Order #{row['number']} has no refund {reference!r} to pay out by hand.",
+                order_id=str(row["order_id"]), errors=[{"field": "reference", "reason": "no such manual refund"}],
+            )
+        if store.record_payout(tx, row["order_id"], reference, actor, cmd.note):
+            amount = sum((e.amount for e in refunded), Decimal(0))
+            _emit(tx, row, ev.RefundPaidOut(**_base(row, _now()), reference=reference, amount=amount,
+                                            currency=row["currency"], note=cmd.note),
+                  f"command:mark_refund_paid_out:{reference}")
+        return _summary(tx, row)
+
+
 def _refund_request(cmd: RefundCommand, reference: str | None) -> domain.RefundRequest:
     return domain.RefundRequest(
         lines=dict(cmd.lines),
@@ -874,6 +915,14 @@ class PaymentsService:
         return refund(self.db, self.provider, order_id, command, actor, idempotency_key)
 
     @rpc(expected_exceptions=DomainError)
+    def manual_refunds(self, pending: bool = True, limit: int = 100) -> dict[str, Any]:
+        return manual_refunds(self.db, pending, limit)
+
+    @rpc(expected_exceptions=DomainError)
+    def mark_refund_paid_out(self, order_id: str, command: Any, actor: Any) -> dict[str, Any]:
+        return mark_refund_paid_out(self.db, order_id, command, actor)
+
+    @rpc(expected_exceptions=DomainError)
     def handle_webhook(self, body: str, headers: dict[str, str]) -> dict[str, Any]:
         return handle_webhook(self.db, self.provider, body, headers)
 
@@ -886,6 +935,8 @@ __all__ = [
     "create_payment_link",
     "handle_order_event",
     "handle_webhook",
+    "manual_refunds",
+    "mark_refund_paid_out",
     "record_manual_payment",
     "refund",
     "refund_preview",

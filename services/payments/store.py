@@ -265,3 +265,38 @@ def provider_payment_id(tx: Tx, order_id: UUID, given: str) -> str:
         (order_id, given),
     ).fetchone()
     return str(row["provider_ref"]) if row else given
+
+
+# ------------------------------------------------------------------------------------------------ manual pay-outs
+
+
+def manual_refunds(tx: Tx, *, pending: bool, limit: int) -> list[dict[str, Any]]:
+    """Refunds staff must pay out by hand, one row per (order, refund reference), oldest first."""
+    return list(
+        tx.execute(
+            "SELECT e.order_id, o.number, o.test, e.reference, sum(e.amount) AS amount, e.currency, "
+            "       min(e.at) AS at, string_agg(DISTINCT coalesce(p.method, o.payment_method), ', ') AS methods, "
+            "       m.paid_out_at, m.actor AS paid_out_by, m.note "
+            "FROM ledger_entries e JOIN payment_orders o ON o.order_id = e.order_id "
+            "LEFT JOIN payments p ON p.id = e.payment_id "
+            "LEFT JOIN manual_payouts m ON m.order_id = e.order_id AND m.reference = e.reference "
+            "WHERE e.kind = 'manual_refund' AND (NOT %s OR m.order_id IS NULL) "
+            "GROUP BY e.order_id, o.number, o.test, e.reference, e.currency, m.paid_out_at, m.actor, m.note "
+            "ORDER BY min(e.at), e.order_id, e.reference LIMIT %s",
+            (pending, limit),
+        ).fetchall()
+    )
+
+
+def paid_out_references(tx: Tx, order_id: UUID) -> set[str]:
+    rows = tx.execute("SELECT reference FROM manual_payouts WHERE order_id = %s", (order_id,)).fetchall()
+    return {str(r["reference"]) for r in rows}
+
+
+def record_payout(tx: Tx, order_id: UUID, reference: str, actor: Any, note: str | None) -> bool:
+    cur = tx.execute(
+        "INSERT INTO manual_payouts (order_id, reference, actor, note) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT DO NOTHING",
+        (order_id, reference, Jsonb(actor), note),
+    )
+    return cur.rowcount == 1

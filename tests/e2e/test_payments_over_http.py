@@ -249,6 +249,18 @@ def test_cancel_of_a_manually_paid_order_records_a_refund_for_staff(payments: Pa
         history = until(lambda: [h for h in api.get(f"/orders/{ref}").json()["history"]
                                  if h["action"] == "refund_completed"], "refund in the order history")
         assert history[0]["data"]["manual"] is True
+        # Staff find it on their worklist, hand the cash back, and mark it paid out.
+        todo = [r for r in api.get("/payments/manual-refunds").json()["items"] if r["order_id"] == ref]
+        assert len(todo) == 1 and todo[0]["amount"] == "39.89" and todo[0]["methods"] == "cash_on_delivery"
+        done = api.post(f"/orders/{ref}/refunds/paid-out",
+                        json={"reference": todo[0]["reference"], "note": "cash handed back at the counter"})
+        assert done.status_code == 200, done.text
+        assert not any(e["manual_action_required"] for e in done.json()["ledger"])
+        assert all(r["order_id"] != ref for r in api.get("/payments/manual-refunds").json()["items"])
+        wrong = api.post(f"/orders/{ref}/refunds/paid-out", json={"reference": "no-such-refund"})
+        assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "reference"
+        until(lambda: [h for h in api.get(f"/orders/{ref}").json()["history"] if h["action"] == "refund_paid_out"],
+              "the pay-out in the order history")
 
 
 def test_authorize_now_capture_later_over_http(payments: Payments, tap: Any) -> None:

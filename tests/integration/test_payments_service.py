@@ -207,3 +207,41 @@ def test_legacy_paid_flag_and_cancel_record_a_manual_refund_for_staff(
     with psycopg.connect(payments_db.url) as conn:
         n = conn.execute("SELECT count(*) FROM payments.ledger_entries WHERE order_id = %s", (ref,)).fetchone()
     assert n is not None and n[0] == 2
+
+
+def test_staff_see_manual_refunds_to_pay_out_and_mark_them_paid_out_once(
+    orders_db: Any, payments_db: Any, sandbox: tuple[SandboxState, HttpSandboxProvider]
+) -> None:
+    from shared.errors import InvalidRequest
+
+    _state, provider = sandbox
+    placed = orders.place_order(orders_db, {**ORDER, "payment_method": "bank_transfer"}, ACTOR)
+    ref = str(placed["id"])
+    sync(orders_db, payments_db, provider, ref)
+    payments.record_manual_payment(payments_db, ref, {"amount": "44.99", "reference": "TRX-77"}, ACTOR)
+    refund = payments.refund(payments_db, provider, ref, {"lines": {"MUG": 1}, "reason": "broken mug"}, ACTOR,
+                             idempotency_key="mug-1")
+    assert refund["manual"] is True
+
+    def pending() -> list[dict[str, Any]]:
+        return [r for r in payments.manual_refunds(payments_db)["items"] if r["order_id"] == ref]
+
+    [todo] = pending()
+    assert todo["amount"] == "10.00" and todo["methods"] == "bank_transfer" and todo["paid_out_at"] is None
+    summary = payments.summary(payments_db, ref)
+    assert [e["manual_action_required"] for e in summary["ledger"] if e["kind"] == "manual_refund"] == [True]
+
+    with pytest.raises(InvalidRequest) as wrong:
+        payments.mark_refund_paid_out(payments_db, ref, {"reference": "nope"}, ACTOR)
+    assert wrong.value.extra["errors"][0]["field"] == "reference"
+    for _ in range(2):  # a repeated click pays out once
+        summary = payments.mark_refund_paid_out(payments_db, ref, {"reference": todo["reference"],
+                                                                   "note": "sent back by transfer"}, ACTOR)
+    assert [e["manual_action_required"] for e in summary["ledger"] if e["kind"] == "manual_refund"] == [False]
+    assert pending() == []
+    done = [r for r in payments.manual_refunds(payments_db, pending=False)["items"] if r["order_id"] == ref]
+    assert done[0]["paid_out_at"] and done[0]["paid_out_by"]["id"] == "tester"
+    assert [e.type for e in outbox_events(payments_db, ref)].count("refund.paid_out.v1") == 1
+    sync(orders_db, payments_db, provider, ref)
+    history = [h for h in orders.get_order(orders_db, ref)["history"] if h["action"] == "refund_paid_out"]
+    assert len(history) == 1 and history[0]["reason"] == "sent back by transfer"
