@@ -144,9 +144,9 @@ def _dev_api_key(settings: object) -> str:
 
 def config() -> None:
     """Print every configuration variable, its default and its current value."""
-    from shared.config import Settings, settings_table
+    from shared.config import get_settings, settings_table
 
-    current = Settings()
+    current = get_settings()  # a wrong value: the readable message naming the variable
     table = Table("variable", "default", "current", "meaning")
     for var, default, desc in settings_table():
         value = getattr(current, var.removeprefix("OMS_").lower())
