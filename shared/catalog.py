@@ -65,11 +65,15 @@ def entry(event_type: str) -> CatalogEntry | None:
 
 def parse_data(env: Envelope) -> EventModel:
     """The typed data of an event; unknown type or invalid data is permanent (dead-letter at once)."""
+    if env._parsed is not None:
+        parsed: EventModel = env._parsed
+        return parsed
     found = entry(env.type)
     if found is None:
         raise PermanentError(f"unknown event type {env.type!r} (not in the catalog)")
     try:
-        return found.model.model_validate(env.data)
+        env._parsed = found.model.model_validate(env.data)
+        return env._parsed
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise PermanentError(f"data of {env.type} is invalid: {reasons}") from None

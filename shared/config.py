@@ -7,10 +7,14 @@ Every variable has a default that works on a developer machine with a local Post
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The fulfilment stages in the order they come (the orders stage table), where card money may be captured.
+CaptureStage = Literal["approved", "processed", "shipped", "delivered"]
+CAPTURE_STAGES: tuple[str, ...] = get_args(CaptureStage)
 
 
 class Settings(BaseSettings):
@@ -43,7 +47,7 @@ class Settings(BaseSettings):
         "automatic",
         description="Card links: capture at once (automatic), or authorize now and capture later (manual).",
     )
-    payment_capture_stage: Literal["approved", "processed", "shipped", "delivered"] = Field(
+    payment_capture_stage: CaptureStage = Field(
         "shipped", description="With manual capture: the order stage at which authorized cards are captured."
     )
     state_dir: str = Field(".oms", description="Where `make run` keeps the local developer API key.")

@@ -16,7 +16,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from shared.amqp import EVENTS_EXCHANGE, OutgoingMessage
 from shared.errors import PermanentError
@@ -49,6 +49,9 @@ class Envelope(BaseModel):
     correlationid: str
     causationid: str
     data: dict[str, Any]
+    # The typed ``data``, once ``shared.catalog.parse_data`` has validated it: the subscriber and the use
+    # case it calls both ask for it, and validating twice is measurable per event.
+    _parsed: Any = PrivateAttr(default=None)
 
     @property
     def source_service(self) -> str:

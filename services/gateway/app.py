@@ -550,6 +550,18 @@ async def _payments(request: Request, method: str, order_id: str, **kwargs: Any)
         delay = min(delay * 2, 0.25)
 
 
+async def _payment_command(
+    request: Request, caller: Principal, ref: str, method: str, payload: dict[str, Any], model: type[BaseModel]
+) -> Response:
+    """A state-changing payments call about one order (``command`` + ``actor``), with Idempotency-Key."""
+    order_id = await _payments_order_id(request, ref)
+
+    async def call(_key: str | None) -> Any:
+        return await _payments(request, method, order_id, command=payload, actor=caller.actor())
+
+    return await execute(request, caller, payload, call, model, f"payments.{method}")
+
+
 @router.get("/orders/{ref}/payments", response_model=PaymentSummary, tags=["payments"], responses=_READ_PROBLEMS,
             summary="The order's payment status, totals, payment attempts and ledger")
 async def payment_summary(request: Request, ref: Ref) -> Response:
@@ -581,12 +593,7 @@ async def create_payment_link(
     request: Request, ref: Ref, caller: Caller, command: Annotated[CreatePaymentLink | None, Body()] = None
 ) -> Response:
     payload = (command or CreatePaymentLink()).model_dump(mode="json")
-    order_id = await _payments_order_id(request, ref)
-
-    async def call(_key: str | None) -> Any:
-        return await _payments(request, "create_payment_link", order_id, actor=caller.actor(), command=payload)
-
-    return await execute(request, caller, payload, call, PaymentLinkView, "payments.create_payment_link")
+    return await _payment_command(request, caller, ref, "create_payment_link", payload, PaymentLinkView)
 
 
 @router.post("/orders/{ref}/payments/capture", response_model=PaymentSummary, tags=["payments"],
@@ -596,12 +603,7 @@ async def capture_payment(
     request: Request, ref: Ref, caller: Caller, command: Annotated[CapturePayment | None, Body()] = None
 ) -> Response:
     payload = (command or CapturePayment()).model_dump(mode="json")
-    order_id = await _payments_order_id(request, ref)
-
-    async def call(_key: str | None) -> Any:
-        return await _payments(request, "capture_payment", order_id, command=payload, actor=caller.actor())
-
-    return await execute(request, caller, payload, call, PaymentSummary, "payments.capture_payment")
+    return await _payment_command(request, caller, ref, "capture_payment", payload, PaymentSummary)
 
 
 @router.post("/orders/{ref}/refunds/preview", response_model=RefundPreviewView, tags=["payments"],
@@ -642,12 +644,7 @@ async def manual_refunds(
              summary="Mark a manual refund as paid out (the money was handed back by hand)")
 async def mark_refund_paid_out(request: Request, ref: Ref, command: MarkRefundPaidOut, caller: Caller) -> Response:
     payload = command.model_dump(mode="json")
-    order_id = await _payments_order_id(request, ref)
-
-    async def call(_key: str | None) -> Any:
-        return await _payments(request, "mark_refund_paid_out", order_id, command=payload, actor=caller.actor())
-
-    return await execute(request, caller, payload, call, PaymentSummary, "payments.mark_refund_paid_out")
+    return await _payment_command(request, caller, ref, "mark_refund_paid_out", payload, PaymentSummary)
 
 
 _WEBHOOK_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature", "content-type")

@@ -271,16 +271,12 @@ PAYMENTS_ACTOR = Actor(type="system", id="payments", name="Payments service")
 PAYMENTS_CONSUMER = "orders.payments"
 
 
-def handle_payment_event(db: Database, env: Envelope, data: Any = None) -> inbox.Outcome:
-    """Apply one ``payment.*``/``refund.*`` event once and in order (per-order sequence of payments).
-    ``data``: the event's already parsed data, if the subscriber has it (parked events are parsed here)."""
-    def apply(tx: psycopg.Connection[Any], e: Envelope) -> None:
-        apply_payment_event(tx, e, data if e is env else None)
-
-    return inbox.process(db, PAYMENTS_CONSUMER, env, apply)
+def handle_payment_event(db: Database, env: Envelope) -> inbox.Outcome:
+    """Apply one ``payment.*``/``refund.*`` event once and in order (per-order sequence of payments)."""
+    return inbox.process(db, PAYMENTS_CONSUMER, env, apply_payment_event)
 
 
-def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = None) -> None:
+def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
     """Payments own the payment status; orders keep a copy (list, sort by paid_at) and act on it:
 
     * ``payment.status_changed.v1``: project ``payment_status``/``paid_at``/``payment_authorized``; a card
@@ -294,7 +290,7 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope, data: Any = 
     from services.payments import events as pev
     from shared.catalog import parse_data
 
-    data = data if data is not None else parse_data(env)
+    data = parse_data(env)
     now = _now()
     if isinstance(data, pev.PaymentStatusChanged):
         order = store.load(tx, env.subject, for_update=True)
@@ -441,7 +437,7 @@ class OrdersService:
 
     @subscribe("payments", ["payment.#", "refund.#"])
     def on_payment_event(self, env: Envelope, data: Any) -> None:
-        handle_payment_event(self.db, env, data)
+        handle_payment_event(self.db, env)
 
     @timer(interval=get_settings().abandon_check_interval_seconds)
     def abandon_stale_orders(self) -> None:

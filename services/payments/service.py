@@ -50,7 +50,7 @@ from services.payments.schemas import (
 from services.payments.settings import webhook_secret
 from shared import inbox, outbox
 from shared.catalog import parse_data
-from shared.config import get_settings
+from shared.config import CAPTURE_STAGES, get_settings
 from shared.consumer import subscribe
 from shared.db import Database
 from shared.envelope import Envelope
@@ -249,19 +249,15 @@ def _summary(tx: Tx, row: dict[str, Any], duplicate: bool = False) -> dict[str, 
 # ------------------------------------------------------------------------------------------------ order events
 
 
-def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope, data: Any = None) -> inbox.Outcome:
-    """Apply one ``order.*`` event once and in order (the inbox dedupes and orders by sequence).
-    ``data``: the event's already parsed data, if the subscriber has it (parked events are parsed here)."""
-    def apply(tx: Tx, e: Envelope) -> None:
-        apply_order_event(tx, provider, e, data if e is env else None)
-
-    return inbox.process(db, CONSUMER, env, apply)
+def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope) -> inbox.Outcome:
+    """Apply one ``order.*`` event once and in order (the inbox dedupes and orders by sequence)."""
+    return inbox.process(db, CONSUMER, env, lambda tx, e: apply_order_event(tx, provider, e))
 
 
-def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope, data: Any = None) -> None:
+def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
     from services.orders import events as order_events
 
-    data = data if data is not None else parse_data(env)
+    data = parse_data(env)
     causation = str(env.id)
     if isinstance(data, order_events.OrderPlaced):
         lines = [
@@ -378,13 +374,9 @@ def settle_closed_order(tx: Tx, provider: PaymentProvider, row: dict[str, Any], 
         ), causation)
 
 
-FULFILMENT_FLOW = ("approved", "processed", "shipped", "delivered")
-
-
 def capture_stages() -> frozenset[str]:
     """The configured capture stage and every later one (an order may be moved past it quickly)."""
-    flow = FULFILMENT_FLOW
-    return frozenset(flow[flow.index(get_settings().payment_capture_stage):])
+    return frozenset(CAPTURE_STAGES[CAPTURE_STAGES.index(get_settings().payment_capture_stage):])
 
 
 def capture_open_authorizations(tx: Tx, provider: PaymentProvider, row: dict[str, Any], causation: str) -> None:
@@ -888,7 +880,7 @@ class PaymentsService:
 
     @subscribe("orders", ["order.#"])
     def on_order_event(self, env: Envelope, data: Any) -> None:
-        handle_order_event(self.db, self.provider, env, data)
+        handle_order_event(self.db, self.provider, env)
 
     @rpc(expected_exceptions=DomainError)
     def summary(self, order_id: str) -> dict[str, Any]:

@@ -36,6 +36,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shared.cli.demo import ApiKeyOption, SandboxUrlOption, UrlOption
+
 app = typer.Typer(help="Benchmarks against a running system (local only).", no_args_is_help=True)
 
 console = Console(highlight=False)
@@ -75,6 +77,18 @@ def machine_facts() -> dict[str, str]:
     except (OSError, ValueError):
         pass
     return facts
+
+
+def print_machine() -> None:
+    """The machine's facts above every benchmark table: figures mean nothing without them."""
+    facts = machine_facts()
+    console.print(
+        f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
+        f"Python {facts['python']} · {facts['os']}"
+    )
+
+
+ClientsOption = Annotated[str, typer.Option("--clients", help="Client counts to measure, comma-separated.")]
 
 
 # ------------------------------------------------------------------------------------------------ event listener
@@ -271,14 +285,12 @@ def _parse_clients(value: str) -> list[int]:
 
 @app.command()
 def place(
-    clients: Annotated[str, typer.Option("--clients", help="Client counts to measure, comma-separated.")] = "1,8,32",
+    clients: ClientsOption = "1,8,32",
     orders: Annotated[
         int, typer.Option("--orders", "-n", min=1, max=100_000, help="Orders per client count.")
     ] = 300,
-    url: Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_PORT).")] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
-    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
     max_seconds: Annotated[
         float, typer.Option("--max-seconds", min=1, help="Stop placing at a client count after this long.")
     ] = 60.0,
@@ -295,11 +307,7 @@ def place(
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
 
-    facts = machine_facts()
-    console.print(
-        f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
-        f"Python {facts['python']} · {facts['os']}"
-    )
+    print_machine()
     console.print(f"[bold]target[/]: {base}  ({orders} orders per level, levels {counts})")
 
     listener = PlacedListener(settings.amqp_url)
@@ -498,18 +506,13 @@ def _ms(values: list[float], pct: float) -> str:
 
 @app.command()
 def pay(
-    clients: Annotated[str, typer.Option("--clients", help="Client counts to measure, comma-separated.")] = "1,8,32",
+    clients: ClientsOption = "1,8,32",
     orders: Annotated[
         int, typer.Option("--orders", "-n", min=1, max=100_000, help="Orders per client count.")
     ] = 200,
-    url: Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_PORT).")] = None,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
-    ] = None,
-    sandbox_url: Annotated[
-        str | None,
-        typer.Option("--sandbox-url", help="The card payment provider (default: OMS_SANDBOX_PROVIDER_URL)."),
-    ] = None,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    sandbox_url: SandboxUrlOption = None,
     max_seconds: Annotated[
         float, typer.Option("--max-seconds", min=1, help="Stop starting orders at a client count after this long.")
     ] = 60.0,
@@ -529,11 +532,7 @@ def pay(
     _check_reachable(base)
     _check_provider(sandbox)
 
-    facts = machine_facts()
-    console.print(
-        f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
-        f"Python {facts['python']} · {facts['os']}"
-    )
+    print_machine()
     console.print(f"[bold]target[/]: {base}, provider {sandbox}  ({orders} orders per level, levels {counts})")
 
     listener = EventListener(settings.amqp_url, ("order.stage_changed.v1",))

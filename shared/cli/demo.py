@@ -204,12 +204,21 @@ def problem_text(response: Any) -> str:
     return f"{response.status_code} {title}: {detail}".strip().rstrip(":")
 
 
+# Options every command that talks to a running system takes (demo, place-test-order, bench).
+ApiKeyOption = Annotated[
+    str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
+]
+UrlOption = Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_HOST/PORT).")]
+SandboxUrlOption = Annotated[
+    str | None,
+    typer.Option("--sandbox-url", help="The card payment provider (default: OMS_SANDBOX_PROVIDER_URL)."),
+]
+
+
 # ------------------------------------------------------------------------------------------------ place-test-order
 def place_test_order(
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
-    ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_HOST/PORT).")] = None,
+    api_key: ApiKeyOption = None,
+    url: UrlOption = None,
 ) -> None:
     """Place one realistic test order through the HTTP API and print its number and stage."""
     import httpx
@@ -699,14 +708,9 @@ def demo(
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, max=256, help="Orders being worked on at once.")
     ] = 8,
-    api_key: Annotated[
-        str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
-    ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_HOST/PORT).")] = None,
-    sandbox_url: Annotated[
-        str | None,
-        typer.Option("--sandbox-url", help="Where customers pay card links (default: OMS_SANDBOX_PROVIDER_URL)."),
-    ] = None,
+    api_key: ApiKeyOption = None,
+    url: UrlOption = None,
+    sandbox_url: SandboxUrlOption = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed, for a repeatable demo.")] = None,
 ) -> None:
     """Place a realistic stream of orders across channels, pay for them (card links at the sandbox provider,
