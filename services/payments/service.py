@@ -429,6 +429,13 @@ def _provider_call(call: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ RPC use cases
 
 
+def _refuse_when_closed(row: Mapping[str, Any], consequence: str) -> None:
+    """No new money on an order that will never be fulfilled (money that still comes is given back)."""
+    if row["stage"] in NO_NEW_PAYMENTS:
+        raise IllegalTransition(f"Order #{row['number']} is {row['stage']}; {consequence}",
+                                order_id=str(row["order_id"]), stage=row["stage"])
+
+
 def summary(db: Database, order_id: str) -> dict[str, Any]:
     with db.transaction() as tx:
         return _summary(tx, store.load_order(tx, order_id))
@@ -446,11 +453,7 @@ def record_manual_payment(db: Database, order_id: str, command: Any, actor: Any)
                 order_id=str(row["order_id"]),
                 errors=[{"field": "method", "reason": "a manual payment method is needed"}],
             )
-        if row["stage"] in NO_NEW_PAYMENTS:
-            raise IllegalTransition(
-                f"Order #{row['number']} is {row['stage']}; no payment can be recorded on it.",
-                order_id=str(row["order_id"]), stage=row["stage"],
-            )
+        _refuse_when_closed(row, "no payment can be recorded on it.")
         try:
             amount = domain.parse_amount(cmd.amount, row["currency"])
         except domain.MoneyError as exc:
@@ -486,11 +489,7 @@ def create_payment_link(
     capture_method = cmd.capture_method or get_settings().payment_capture
     with db.transaction() as tx:
         row = store.load_order(tx, order_id, for_update=True)
-        if row["stage"] in NO_NEW_PAYMENTS:
-            raise IllegalTransition(
-                f"Order #{row['number']} is {row['stage']}; it cannot be paid any more.",
-                order_id=str(row["order_id"]), stage=row["stage"],
-            )
+        _refuse_when_closed(row, "it cannot be paid any more.")
         ledger = store.load_ledger(tx, row)
         s = _summary_of(tx, row, ledger)
         if s.balance_due <= 0:
@@ -544,11 +543,7 @@ def capture_payment(db: Database, provider: PaymentProvider, order_id: str, comm
     cmd = parse(CapturePayment, command or {}, "capture")
     with db.transaction() as tx:
         row = store.load_order(tx, order_id, for_update=True)
-        if row["stage"] in NO_NEW_PAYMENTS:
-            raise IllegalTransition(
-                f"Order #{row['number']} is {row['stage']}; its authorizations are voided, not captured.",
-                order_id=str(row["order_id"]), stage=row["stage"],
-            )
+        _refuse_when_closed(row, "its authorizations are voided, not captured.")
         ledger = store.load_ledger(tx, row)
         open_ = ledger.open_authorizations()
         if cmd.payment_id is not None:
