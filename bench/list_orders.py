@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 
 from services.orders import domain, store  # noqa: E402
-from services.orders.schemas import (  # noqa: E402
+from services.orders.contracts.schemas import (  # noqa: E402
     Address,
     Channel,
     Customer,

@@ -16,7 +16,7 @@ from shared.envelope import Envelope, EventModel
 from shared.errors import PermanentError
 
 # Services whose events module is part of the public contract, in publishing order of the docs.
-EVENT_MODULES = ("services.orders.events", "services.payments.events")
+EVENT_MODULES = ("services.orders.contracts.events", "services.payments.contracts.events")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The HTTP API: a stateless FastAPI app in front of the Nameko services (``create_app``).
 
 Every route is a thin translation: authenticate the API key, validate the body with the orders contract
-(``services.orders.schemas``), make one RPC call, validate the reply against the response model and answer.
+(``services.orders.contracts.schemas``), make one RPC call, validate the reply against the response model and answer.
 Errors of every kind are RFC 9457 problem documents (``problems.py``). All state lives in Postgres (schema
 ``gateway``: API keys, idempotency records), so any number of gateway processes can run side by side.
 """
@@ -48,7 +48,7 @@ from services.gateway.problems import (
     register_route_methods,
 )
 from services.gateway.rpc import AsyncRpcClient, RemoteServiceError, ServiceUnavailable
-from services.orders.schemas import (
+from services.orders.contracts.schemas import (
     AddNote,
     Address,
     ChangeCustomer,
@@ -66,7 +66,7 @@ from services.orders.schemas import (
     SetPaymentMethod,
     Transition,
 )
-from services.payments.schemas import (
+from services.payments.contracts.schemas import (
     CapturePayment,
     CreatePaymentLink,
     ManualRefundList,

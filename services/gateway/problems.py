@@ -159,7 +159,7 @@ def problem_error_body(exc: ProblemError, instance: str | None = None) -> dict[s
 
 def field_path(loc: Sequence[Any]) -> str:
     """``('body', 'items', 0, 'quantity')`` -> ``items[0].quantity`` (the location is reported apart), the
-    same naming as ``services.orders.schemas.field_path`` so the gateway and the service agree."""
+    same naming as ``services.orders.contracts.schemas.field_path`` so the gateway and the service agree."""
     out = ""
     for part in loc[1:] if loc and loc[0] in ("body", "query", "path", "header", "cookie") else loc:
         if isinstance(part, int):

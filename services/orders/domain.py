@@ -18,14 +18,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.orders import events as ev
-from services.orders.schemas import (
+from services.orders.contracts import events as ev
+from services.orders.contracts.schemas import (
     MANUAL_PAYMENT_METHODS,
     Actor,
     AddNote,
@@ -49,6 +49,7 @@ from services.orders.schemas import (
     Transition,
 )
 from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
+from shared.money import fits, minor_unit, quantize
 
 S = Stage
 
@@ -146,32 +147,6 @@ _check_table()
 # --------------------------------------------------------------------------------------------------------
 # Money
 # --------------------------------------------------------------------------------------------------------
-
-CURRENCY_MINOR_UNITS: dict[str, int] = {
-    # no minor unit
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
-    "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    # thousandths
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
-"""ISO 4217 minor units that differ from the usual 2 (cents)."""
-
-
-def minor_unit(currency: str) -> int:
-    """Decimal places of the currency's smallest coin: 2 unless listed in ``CURRENCY_MINOR_UNITS``."""
-    return CURRENCY_MINOR_UNITS.get(currency.upper(), 2)
-
-
-def quantize(amount: Decimal, currency: str) -> Decimal:
-    """``amount`` written with exactly the currency's decimal places (``12.5`` EUR -> ``12.50``)."""
-    with localcontext() as ctx:
-        ctx.prec = 50
-        return amount.quantize(Decimal(1).scaleb(-minor_unit(currency)), rounding=ROUND_HALF_EVEN)
-
-
-def _fits_currency(amount: Decimal, currency: str) -> bool:
-    return quantize(amount, currency) == amount
-
 
 def compute_totals(
     items: Sequence[tuple[int, Decimal]], currency: str, shipping: Decimal, discount: Decimal, tax: Decimal
@@ -614,7 +589,7 @@ def new_order(cmd: PlaceOrder, number: int, order_id: UUID, now: datetime, actor
     errors: list[dict[str, str]] = []
 
     def check(amount: Decimal, name: str) -> None:
-        if not _fits_currency(amount, currency):
+        if not fits(amount, currency):
             errors.append({"field": name, "reason": f"{currency} amounts have at most {places} decimal places"})
 
     for i, item in enumerate(cmd.items):
@@ -980,7 +955,6 @@ __all__ = [
     "ABANDON_TIMER",
     "AUTO_CONFIRM",
     "CANCELLABLE",
-    "CURRENCY_MINOR_UNITS",
     "FINAL",
     "RESUMABLE_STAGES",
     "SHIPPED_STAGES",

@@ -21,7 +21,7 @@ from nameko.timer import timer
 from pydantic import BaseModel
 
 from services.orders import domain, store
-from services.orders.schemas import (
+from services.orders.contracts.schemas import (
     Actor,
     AddNote,
     ChangeCustomer,
@@ -287,7 +287,7 @@ def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
     * ``payment.voided.v1``: so is a released card authorization (``payment_voided``), and
       ``refund.paid_out.v1`` a manual refund staff paid out (``refund_paid_out``).
     """
-    from services.payments import events as pev
+    from services.payments.contracts import events as pev
     from shared.catalog import parse_data
 
     data = parse_data(env)

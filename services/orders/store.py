@@ -17,8 +17,8 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from services.orders.contracts.schemas import HistoryEntry, OrderQuery
 from services.orders.domain import Order, order_number_from_search
-from services.orders.schemas import HistoryEntry, OrderQuery
 from shared.errors import InvalidRequest, NotFound
 
 Tx = psycopg.Connection[Any]

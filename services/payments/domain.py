@@ -27,176 +27,26 @@ attempt itself stays visible in the ledger as a ``failed`` / ``voided`` entry.
 from __future__ import annotations
 
 import enum
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
-ZERO = Decimal(0)
+from shared.money import (
+    ZERO,
+    MoneyError,
+    allocate_proportionally,
+    normalize_currency,
+    parse_amount,
+    quantize,
+    to_decimal,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Money
 # ---------------------------------------------------------------------------------------------------------
-
-#: Minor-unit exponents that differ from the default of 2. Kept to the list in docs/design.md (+ OMR) on
-#: purpose: every service must quantize the same way or the ledger and the order would disagree by a cent.
-MINOR_UNITS: Mapping[str, int] = {"JPY": 0, "KWD": 3, "BHD": 3, "OMR": 3}
-DEFAULT_MINOR_UNIT = 2
-
-_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-
-
-class MoneyError(ValueError):
-    """An amount or currency that cannot be money (bad currency, too many decimals, not a number)."""
-
-
-def normalize_currency(currency: str) -> str:
-    """Upper-case and validate an ISO 4217-shaped code; a typo must not create a new currency."""
-    if not isinstance(currency, str):
-        raise MoneyError(f"currency must be a 3-letter code, got {type(currency).__name__}")
-    code = currency.strip().upper()
-    if not _CURRENCY_RE.match(code):
-        raise MoneyError(f"currency must be a 3-letter ISO 4217 code, got {currency!r}")
-    return code
-
-
-def minor_unit(currency: str) -> int:
-    """Number of decimals of the currency's minor unit (2 unless listed in :data:`MINOR_UNITS`)."""
-    return MINOR_UNITS.get(normalize_currency(currency), DEFAULT_MINOR_UNIT)
-
-
-def _exponent(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-minor_unit(currency))
-
-
-def to_decimal(value: object, *, field: str = "amount") -> Decimal:
-    """Turn an ``int``, ``str`` or ``Decimal`` into a finite ``Decimal``; refuse floats.
-
-    Floats raise ``TypeError`` (not a value problem: the caller used the wrong type, and a float has
-    already lost the amount the customer saw). Strings are accepted because JSON carries money as strings.
-    """
-    if isinstance(value, (bool, float)):
-        raise TypeError(f"{field}: {type(value).__name__} is not accepted for money, use Decimal or str")
-    if isinstance(value, Decimal):
-        result = value
-    elif isinstance(value, int):
-        result = Decimal(value)
-    elif isinstance(value, str):
-        try:
-            result = Decimal(value.strip())
-        except InvalidOperation:
-            raise MoneyError(f"{field}: {value!r} is not a decimal number") from None
-    else:
-        raise TypeError(f"{field}: {type(value).__name__} is not accepted for money, use Decimal or str")
-    if not result.is_finite():
-        raise MoneyError(f"{field}: {value!r} is not a finite amount")
-    return result
-
-
-def quantize(amount: Decimal, currency: str, rounding: str = ROUND_HALF_UP) -> Decimal:
-    """Round to the currency's minor unit. Only for *computed* amounts (allocations, pro-rata shares)."""
-    return to_decimal(amount).quantize(_exponent(currency), rounding=rounding)
-
-
-def parse_amount(value: object, currency: str, *, field: str = "amount") -> Decimal:
-    """Validate an amount given by someone (request, provider, order) and return it quantized.
-
-    Unlike :func:`quantize`, sub-minor-unit precision is an error: ``"1.005"`` EUR is rejected instead of
-    becoming ``1.01``, because whoever typed it meant something we cannot pay out.
-    """
-    amount = to_decimal(value, field=field)
-    exp = _exponent(currency)
-    quantized = amount.quantize(exp, rounding=ROUND_DOWN)
-    if quantized != amount:
-        raise MoneyError(
-            f"{field}: {amount} has more decimals than {normalize_currency(currency)} allows "
-            f"({minor_unit(currency)})"
-        )
-    return quantized
-
-
-@dataclass(frozen=True, slots=True)
-class Money:
-    """A ``Decimal`` amount and its currency, exact in the minor unit; arithmetic only within a currency."""
-
-    amount: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        currency = normalize_currency(self.currency)
-        object.__setattr__(self, "currency", currency)
-        object.__setattr__(self, "amount", parse_amount(self.amount, currency))
-
-    @classmethod
-    def of(cls, value: Decimal | int | str, currency: str) -> Money:
-        return cls(to_decimal(value), currency)
-
-    @classmethod
-    def zero(cls, currency: str) -> Money:
-        return cls(ZERO, currency)
-
-    def _same(self, other: Money) -> None:
-        if not isinstance(other, Money):
-            raise TypeError(f"cannot combine Money with {type(other).__name__}")
-        if other.currency != self.currency:
-            raise MoneyError(f"currency mismatch: {self.currency} vs {other.currency}")
-
-    def __add__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount + other.amount, self.currency)
-
-    def __sub__(self, other: Money) -> Money:
-        self._same(other)
-        return Money(self.amount - other.amount, self.currency)
-
-    def __neg__(self) -> Money:
-        return Money(-self.amount, self.currency)
-
-    def __str__(self) -> str:
-        return f"{self.amount} {self.currency}"
-
-    def as_json(self) -> dict[str, str]:
-        """JSON form of docs/design.md: amount as a string, currency alongside."""
-        return {"amount": str(self.amount), "currency": self.currency}
-
-
-def allocate_proportionally(amount: Decimal, weights: Sequence[Decimal], currency: str) -> list[Decimal]:
-    """Split ``amount`` across ``weights`` so the parts sum to ``amount`` exactly (largest remainder).
-
-    Each part is first rounded toward zero to the minor unit; the minor units left over are then handed out
-    one by one to the parts with the largest discarded remainders (ties: earlier position first). This is
-    the rule used to spread an order-level discount or tax over the lines. If every weight is zero the
-    amount is split evenly by count, so that nothing is lost.
-    """
-    amount = parse_amount(amount, currency)
-    if not weights:
-        if amount != ZERO:
-            raise MoneyError("cannot allocate a non-zero amount over no lines")
-        return []
-    ws = [to_decimal(w, field="weight") for w in weights]
-    if any(w < 0 for w in ws):
-        raise MoneyError("allocation weights must not be negative")
-    total_weight = sum(ws, ZERO)
-    if total_weight == ZERO:
-        ws = [Decimal(1)] * len(ws)
-        total_weight = Decimal(len(ws))
-    exp = _exponent(currency)
-    sign = Decimal(1) if amount >= 0 else Decimal(-1)
-    magnitude = abs(amount)
-    with localcontext() as ctx:
-        ctx.prec = 60
-        exact = [magnitude * w / total_weight for w in ws]
-        floors = [e.quantize(exp, rounding=ROUND_DOWN) for e in exact]
-        remainders = [e - f for e, f in zip(exact, floors, strict=True)]
-    left = int(((magnitude - sum(floors, ZERO)) / exp).to_integral_value())
-    order = sorted(range(len(ws)), key=lambda i: (-remainders[i], i))
-    for i in order[:left]:
-        floors[i] += exp
-    return [sign * f for f in floors]
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Statuses

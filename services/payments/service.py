@@ -29,7 +29,14 @@ from nameko.rpc import rpc
 from prometheus_client import Counter
 
 from services.payments import domain, store
-from services.payments import events as ev
+from services.payments.contracts import events as ev
+from services.payments.contracts.schemas import (
+    CapturePayment,
+    CreatePaymentLink,
+    MarkRefundPaidOut,
+    RecordManualPayment,
+    RefundCommand,
+)
 from services.payments.provider import (
     CaptureMethod,
     HttpSandboxProvider,
@@ -39,13 +46,6 @@ from services.payments.provider import (
     ProviderUnavailable,
     WebhookEvent,
     WebhookVerificationError,
-)
-from services.payments.schemas import (
-    CapturePayment,
-    CreatePaymentLink,
-    MarkRefundPaidOut,
-    RecordManualPayment,
-    RefundCommand,
 )
 from services.payments.settings import webhook_secret
 from shared import inbox, outbox
@@ -255,7 +255,7 @@ def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope) -
 
 
 def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
-    from services.orders import events as order_events
+    from services.orders.contracts import events as order_events
 
     data = parse_data(env)
     causation = str(env.id)

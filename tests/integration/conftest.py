@@ -68,7 +68,7 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def note_event(subject: str, sequence: int, text: str, **overrides: Any) -> Any:
     """An ``order.note_added.v1`` CloudEvent as the orders service would publish it."""
-    from services.orders.events import OrderNoteAdded
+    from services.orders.contracts.events import OrderNoteAdded
     from shared.envelope import Envelope
 
     data = OrderNoteAdded(

@@ -170,7 +170,7 @@ def test_two_relays_publish_each_event_once(probe_schema: str, probe_db: Any, se
     """Scaled-out services each run a relay: one leads, the other stands by; nothing is published twice."""
     import pika
 
-    from services.orders.events import OrderNoteAdded
+    from services.orders.contracts.events import OrderNoteAdded
     from shared import outbox
     from shared.outbox import Relay
 

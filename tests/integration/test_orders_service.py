@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from services.orders import domain
-from services.orders.schemas import Transition
+from services.orders.contracts.schemas import Transition
 from services.orders.service import (
     OrdersService,
     abandon_stale_orders,

@@ -18,7 +18,7 @@ import pytest
 
 from services.orders import domain as order_domain
 from services.orders import service as orders
-from services.orders.schemas import SetCustomerNote
+from services.orders.contracts.schemas import SetCustomerNote
 from services.payments import service as payments
 from services.payments.provider import HttpSandboxProvider, sign_webhook
 from services.payments.provider.sandbox import CARD_SUCCESS, SandboxState

@@ -14,9 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.orders import domain as d
-from services.orders import events as ev
-from services.orders.domain import RESUMABLE_STAGES, TRANSITIONS, Order, Stage
-from services.orders.schemas import (
+from services.orders.contracts import events as ev
+from services.orders.contracts.schemas import (
     Actor,
     AddNote,
     Address,
@@ -34,6 +33,7 @@ from services.orders.schemas import (
     field_errors,
     field_path,
 )
+from services.orders.domain import RESUMABLE_STAGES, TRANSITIONS, Order, Stage
 from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
 
 pytestmark = pytest.mark.unit

@@ -42,8 +42,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from services.payments.domain import MoneyError, normalize_currency, parse_amount
 from services.payments.provider.adapter import decode_webhook_secret, generate_webhook_secret, sign_webhook
+from shared.money import MoneyError, normalize_currency, parse_amount
 
 log = logging.getLogger("oms.sandbox_provider")
 

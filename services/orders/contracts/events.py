@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import ConfigDict
 
-from services.orders.schemas import (
+from services.orders.contracts.schemas import (
     Actor,
     Address,
     Channel,

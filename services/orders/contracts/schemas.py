@@ -25,7 +25,6 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
-    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -37,6 +36,7 @@ from pydantic import (
 )
 
 from shared.errors import field_errors, field_path
+from shared.money import Amount, CurrencyCode, MoneyValue
 
 # --------------------------------------------------------------------------------------------------------
 # Vocabulary
@@ -96,53 +96,9 @@ MANUAL_PAYMENT_METHODS: frozenset[PaymentMethodChoice] = frozenset(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _refuse_float(value: Any) -> Any:
-    """Refuse binary floats before pydantic turns them into a Decimal that is not the price meant."""
-    if isinstance(value, float | bool):
-        raise ValueError('amounts must be given as a decimal string such as "12.50" (or an integer), not a float')
-    return value
-
-
-def _plain_decimal(value: Decimal) -> Decimal:
-    """``1E+2`` is a valid Decimal but a poor price string; keep amounts in positional notation."""
-    if value.as_tuple().exponent > 0:  # type: ignore[operator]
-        return value.quantize(Decimal(1))
-    return value
-
-
-_AMOUNT_JSON_SCHEMA = WithJsonSchema(
-    {
-        "type": "string",
-        "pattern": r"^\d+(\.\d{1,3})?$",
-        "examples": ["12.50"],
-        "description": "Decimal amount as a string, at most 3 decimal places; JSON floats are refused.",
-    }
-)
-
-Amount = Annotated[
-    Decimal,
-    BeforeValidator(_refuse_float),
-    Field(ge=0, max_digits=18, decimal_places=3, allow_inf_nan=False),
-    AfterValidator(_plain_decimal),
-    _AMOUNT_JSON_SCHEMA,
-]
-"""A non-negative money amount (price, shipping, discount, tax) in the order's currency."""
-
-MoneyValue = Annotated[Decimal, _AMOUNT_JSON_SCHEMA]
-"""A money amount in a view: computed by the domain, already quantized to the currency's minor unit."""
-
-
 def _upper(value: Any) -> Any:
     return value.strip().upper() if isinstance(value, str) else value
 
-
-CurrencyCode = Annotated[
-    str,
-    BeforeValidator(_upper),
-    StringConstraints(pattern=r"^[A-Z]{3}$"),
-    WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$", "examples": ["EUR"]}),
-]
-"""ISO 4217 code, e.g. ``EUR``; lower case input is upper-cased."""
 
 CountryCode = Annotated[
     str,

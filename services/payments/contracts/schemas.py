@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from services.orders.schemas import Amount, MoneyValue
+from services.orders.contracts.schemas import Amount, MoneyValue
 
 ManualMethod = Literal["cash_on_delivery", "bank_transfer", "pos_on_delivery"]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
