@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
+from services.payments.contracts.sandbox import WEBHOOK_PATH
+
 DEV_WEBHOOK_SECRET = "whsec_b21zLWRldi1zYW5kYm94LXdlYmhvb2sh"
 """Development-only webhook secret shared by the sandbox provider and the payments service."""
 
-WEBHOOK_PATH = "/api/v1/payments/webhooks/sandbox"
 DEFAULT_SANDBOX_PORT = 8090
 
 

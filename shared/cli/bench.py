@@ -399,7 +399,7 @@ async def pay_level(
     the provider. Confirmations are collected afterwards from the listener (:func:`_collect_confirmations`)."""
     import httpx
 
-    from services.payments.provider.sandbox import CARD_SUCCESS
+    from services.payments.contracts.sandbox import CARD_SUCCESS
     from shared.cli.demo import problem_text
 
     result = PayLevelResult(clients)

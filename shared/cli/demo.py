@@ -438,7 +438,7 @@ class Shop:
         """The customer opens the payment link and pays; the order is confirmed when the payment arrives
         (provider → webhook → payments → event → orders), so wait for that before anyone moves it on."""
         # Imported here: the CLI module must not load httpx/starlette before ``oms run`` monkey-patches.
-        from services.payments.provider.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
+        from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 
         oid = order["id"]
         link = await self.call_known("POST", f"/orders/{oid}/payments/link")

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.payments.contracts.sandbox import CARD_DECLINE, CARD_SUCCESS
 from services.payments.provider import sign_webhook
-from services.payments.provider.sandbox import CARD_DECLINE, CARD_SUCCESS
 from services.payments.settings import DEV_WEBHOOK_SECRET
 from tests.e2e.conftest import Payments, System, until
 

@@ -20,8 +20,9 @@ from services.orders import domain as order_domain
 from services.orders import service as orders
 from services.orders.contracts.schemas import SetCustomerNote
 from services.payments import service as payments
+from services.payments.contracts.sandbox import CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, sign_webhook
-from services.payments.provider.sandbox import CARD_SUCCESS, SandboxState
+from services.payments.provider.sandbox import SandboxState
 from services.payments.settings import DEV_WEBHOOK_SECRET
 from shared.envelope import Envelope
 from tests.conftest import Servers

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
+from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 from services.payments.provider import (
     CaptureMethod,
     HttpSandboxProvider,
@@ -27,7 +28,7 @@ from services.payments.provider import (
     generate_webhook_secret,
     sign_webhook,
 )
-from services.payments.provider.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS, create_app
+from services.payments.provider.sandbox import create_app
 
 pytestmark = pytest.mark.integration
 

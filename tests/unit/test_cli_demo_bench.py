@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.payments.provider.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
+from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 from shared.cli import demo as demo_cli
 from shared.cli.bench import event_kind, percentile
 from shared.cli.demo import (

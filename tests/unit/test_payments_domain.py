@@ -16,8 +16,6 @@ from services.payments.domain import (
     Ledger,
     LedgerEntry,
     LineAllocation,
-    Money,
-    MoneyError,
     OrderLine,
     PaymentMethod,
     PaymentOrder,
@@ -25,18 +23,14 @@ from services.payments.domain import (
     RefundLevel,
     RefundRejected,
     RefundRequest,
-    allocate_proportionally,
     capture_level,
     compute_status,
     is_manual,
-    minor_unit,
     overpaid_amount,
-    parse_amount,
     preview_refund,
-    quantize,
     refund_level,
-    to_decimal,
 )
+from shared.money import Money, MoneyError, allocate_proportionally, minor_unit, parse_amount, quantize, to_decimal
 
 pytestmark = pytest.mark.unit
 

@@ -42,14 +42,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 from services.payments.provider.adapter import decode_webhook_secret, generate_webhook_secret, sign_webhook
 from shared.money import MoneyError, normalize_currency, parse_amount
 
 log = logging.getLogger("oms.sandbox_provider")
 
-CARD_SUCCESS = "4242424242424242"
-CARD_DECLINE = "4000000000000002"
-CARD_3DS = "4000002500003155"
 
 Handler = Callable[[Request, dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]]
 
