@@ -7,7 +7,7 @@ Every variable has a default that works on a developer machine with a local Post
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,12 +26,6 @@ class Settings(BaseSettings):
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL (vhost included).")
     http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API.")
-    abandon_after_seconds: int = Field(
-        3600, ge=1, description="A placed order without address or payment is abandoned after this long."
-    )
-    abandon_check_interval_seconds: float = Field(
-        30.0, gt=0, description="How often the abandonment timer looks for stale placed orders."
-    )
     max_workers: int = Field(32, ge=1, le=1000, description="Concurrent Nameko workers per service process.")
     retry_delays: str = Field(
         "1,5,30,120", description="Backoff of a failing event handler, seconds; after the last, dead-letter."
@@ -77,10 +71,13 @@ class SettingsError(SystemExit):
     """Raised at start-up with a readable list of the bad variables."""
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+AnySettings = TypeVar("AnySettings", bound=Settings)
+
+
+def load(settings_class: type[AnySettings]) -> AnySettings:
+    """Read ``settings_class`` from the environment; a wrong value exits with the variables named."""
     try:
-        return Settings()
+        return settings_class()
     except ValidationError as exc:
         lines = [
             f"  OMS_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
@@ -88,9 +85,14 @@ def get_settings() -> Settings:
         raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def settings_table() -> list[tuple[str, str, str]]:
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load(Settings)
+
+
+def settings_table(settings_class: type[Settings] = Settings) -> list[tuple[str, str, str]]:
     """(variable, default, description) for the README and `oms config`."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in settings_class.model_fields.items():
         rows.append((f"OMS_{name.upper()}", str(field.default), field.description or ""))
     return rows

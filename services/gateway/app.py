@@ -668,7 +668,7 @@ _stage_table: dict[str, Any] | None = None
 async def stages() -> dict[str, Any]:
     global _stage_table
     if _stage_table is None:
-        from services.orders.domain import status_machine_table
+        from services.orders.contracts.stages import status_machine_table
 
         _stage_table = status_machine_table()
     return _stage_table

@@ -1,8 +1,10 @@
 """The orders service: its use cases (service layer) and its Nameko entrypoints.
 
 Use cases are plain functions of a ``Database``: load under a row lock, let the domain decide, save the
-order, its history and its events in one transaction. The Nameko class only translates RPC calls, timers
-and events into those calls.
+order, its history and its events in one transaction, and answer with the contract's views
+(``services.orders.views``). What orders does with each event of the payments service is one handler per
+event model, listed in ``PAYMENT_EVENT_HANDLERS``. The Nameko class only translates RPC calls, timers and
+events into those calls.
 """
 
 from __future__ import annotations
@@ -20,14 +22,12 @@ from nameko.rpc import rpc
 from nameko.timer import timer
 from pydantic import BaseModel
 
-from services.orders import domain, store
+from services.orders import domain, store, views
 from services.orders.contracts.schemas import (
     Actor,
     AddNote,
     ChangeCustomer,
     EditNote,
-    HistoryEntry,
-    OrderPage,
     OrderQuery,
     PlaceOrder,
     SetAddress,
@@ -35,8 +35,11 @@ from services.orders.contracts.schemas import (
     SetPaymentMethod,
     Transition,
 )
+from services.orders.contracts.stages import status_machine_table
+from services.orders.settings import get_settings
+from services.payments.contracts import events as pev
 from shared import inbox, outbox
-from shared.config import get_settings
+from shared.catalog import parse_data
 from shared.consumer import subscribe
 from shared.db import Database
 from shared.envelope import Envelope
@@ -103,7 +106,7 @@ def _with_auto_confirm(outcome: domain.Outcome, now: datetime) -> domain.Outcome
 
 
 def _detail(tx: psycopg.Connection[Any], order: domain.Order) -> dict[str, Any]:
-    return domain.to_detail(order, store.history(tx, order.id)).model_dump(mode="json")
+    return views.order_detail(order, store.history(tx, order.id)).model_dump(mode="json")
 
 
 def _request_hash(cmd: BaseModel) -> str:
@@ -144,7 +147,7 @@ def place_order(db: Database, command: Any, actor: Any, idempotency_key: str | N
                     idempotency_key=key,
                     request_hash=request_hash,
                 )
-                return domain.to_detail(outcome.order, outcome.history).model_dump(mode="json")
+                return views.order_detail(outcome.order, outcome.history).model_dump(mode="json")
         except psycopg.errors.UniqueViolation:
             if key is None:
                 raise
@@ -197,7 +200,7 @@ def place_orders(db: Database, requests: list[dict[str, Any]]) -> list[dict[str,
                         idempotency_key=key,
                         request_hash=request_hash,
                     )
-                    answers[i] = {"result": domain.to_detail(outcome.order, outcome.history).model_dump(mode="json")}
+                    answers[i] = {"result": views.order_detail(outcome.order, outcome.history).model_dump(mode="json")}
         except psycopg.Error:
             log.warning("batch of %d placements failed as a whole; placing them one by one", len(prepared))
             answers = [a if a is not None and "error" in a else None for a in answers]
@@ -225,7 +228,7 @@ def list_orders(db: Database, query: Any) -> dict[str, Any]:
     q = parse(OrderQuery, query or {}, "query")
     with db.transaction() as tx:
         orders, next_cursor = store.list_orders(tx, q)
-    return OrderPage(items=[domain.to_summary(o) for o in orders], next_cursor=next_cursor).model_dump(mode="json")
+    return views.order_page(orders, next_cursor).model_dump(mode="json")
 
 
 def change(
@@ -267,7 +270,7 @@ def abandon_stale_orders(db: Database, abandon_after_seconds: float, batch: int 
 
 # ------------------------------------------------------------------------------------- payment projection
 
-PAYMENTS_ACTOR = Actor(type="system", id="payments", name="Payments service")
+PAYMENTS_ACTOR = domain.PAYMENTS
 PAYMENTS_CONSUMER = "orders.payments"
 
 
@@ -277,85 +280,102 @@ def handle_payment_event(db: Database, env: Envelope) -> inbox.Outcome:
 
 
 def apply_payment_event(tx: psycopg.Connection[Any], env: Envelope) -> None:
-    """Payments own the payment status; orders keep a copy (list, sort by paid_at) and act on it:
+    """Payments own the payment status; orders keep a copy (list, sort by paid_at) and act on it.
 
-    * ``payment.status_changed.v1``: project ``payment_status``/``paid_at``/``payment_authorized``; a card
-      order paid (or authorized in full) with address and note (added or skipped) is confirmed automatically
-      (history + ``order.stage_changed.v1``);
-    * ``payment.ledger_violation.v1``: the order goes on hold with the reason (when it can), so staff see it;
-    * ``refund.completed.v1``: the refund is recorded in the order's history (``refund_completed``);
-    * ``payment.voided.v1``: so is a released card authorization (``payment_voided``), and
-      ``refund.paid_out.v1`` a manual refund staff paid out (``refund_paid_out``).
+    The handler for the event's model is looked up in ``PAYMENT_EVENT_HANDLERS``; an event orders has no
+    handler for (a payment link was created, say) is consumed and ignored.
     """
-    from services.payments.contracts import events as pev
-    from shared.catalog import parse_data
-
     data = parse_data(env)
-    now = _now()
-    if isinstance(data, pev.PaymentStatusChanged):
-        order = store.load(tx, env.subject, for_update=True)
-        paid_at = data.paid_at or order.paid_at
-        authorized = data.authorized > 0 and data.authorized >= data.balance_due
-        projected = order.model_copy(
-            update={"payment_status": data.status, "paid_at": paid_at, "payment_authorized": authorized}
-        )
-        confirmed = domain.auto_confirm(projected, now)
-        if confirmed is None:
-            store.set_payment_projection(tx, projected, data.status, paid_at)
-            return
-        outcome = domain.Outcome(
-            order=confirmed.order,
-            changes=confirmed.changes,
-            history=[confirmed.history_entry],
-            events=[confirmed.event],
-        )
-        _save(tx, outcome, previous_version=order.version, causation_id=str(env.id))
-    elif isinstance(data, pev.PaymentLedgerViolation):
-        order = store.load(tx, env.subject, for_update=True)
-        reason = data.reason[:1000]
-        if domain.can_transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR):
-            moved = domain.transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR, reason, now)
-            _save(tx, moved.as_outcome(), previous_version=order.version, causation_id=str(env.id))
-        else:
-            _add_payment_history(tx, order, "payment_ledger_violation", reason, {"violations": data.violations}, now)
-    elif isinstance(data, pev.RefundCompleted):
-        order = store.load(tx, env.subject, for_update=True)
-        details = {
-            "reference": data.reference,
-            "amount": str(data.amount),
-            "currency": data.currency,
-            "manual": data.manual,
-            "manual_amount": str(data.manual_amount),
-            "lines": data.lines,
-            "allocations": data.allocations,
-        }
-        _add_payment_history(tx, order, "refund_completed", data.reason, details, now)
-    elif isinstance(data, pev.RefundPaidOut):
-        order = store.load(tx, env.subject, for_update=True)
-        details = {"reference": data.reference, "amount": str(data.amount), "currency": data.currency}
-        _add_payment_history(tx, order, "refund_paid_out", data.note, details, now)
-    elif isinstance(data, pev.PaymentVoided):
-        order = store.load(tx, env.subject, for_update=True)
-        details = {"payment_id": data.payment_id, "amount": str(data.amount), "currency": data.currency}
-        _add_payment_history(tx, order, "payment_voided", data.reason, details, now)
+    handler = PAYMENT_EVENT_HANDLERS.get(type(data))
+    if handler is None:
+        return
+    order = store.load(tx, env.subject, for_update=True)
+    handler(tx, env, order, data, _now())
 
 
-def _add_payment_history(
+def _on_status_changed(
+    tx: psycopg.Connection[Any], env: Envelope, order: domain.Order, data: pev.PaymentStatusChanged, now: datetime
+) -> None:
+    """Project ``payment_status``/``paid_at``/``payment_authorized``; a card order paid (or authorized in
+    full) with address and note (added or skipped) is confirmed automatically (history + stage event)."""
+    paid_at = data.paid_at or order.paid_at
+    authorized = data.authorized > 0 and data.authorized >= data.balance_due
+    projected = domain.project_payment(order, data.status, paid_at, authorized)
+    confirmed = domain.auto_confirm(projected, now)
+    if confirmed is None:
+        store.set_payment_projection(tx, projected, data.status, paid_at)
+        return
+    _save(tx, confirmed.as_outcome(), previous_version=order.version, causation_id=str(env.id))
+
+
+def _on_ledger_violation(
+    tx: psycopg.Connection[Any], env: Envelope, order: domain.Order, data: pev.PaymentLedgerViolation, now: datetime
+) -> None:
+    """The order goes on hold with the reason (when it can), so staff see it; else the history says it."""
+    reason = data.reason[:1000]
+    if domain.can_transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR):
+        moved = domain.transition(order, domain.Stage.on_hold, PAYMENTS_ACTOR, reason, now)
+        _save(tx, moved.as_outcome(), previous_version=order.version, causation_id=str(env.id))
+    else:
+        _record(tx, env, order, "payment_ledger_violation", reason, {"violations": data.violations}, now)
+
+
+def _on_refund_completed(
+    tx: psycopg.Connection[Any], env: Envelope, order: domain.Order, data: pev.RefundCompleted, now: datetime
+) -> None:
+    """The refund is recorded in the order's history (``refund_completed``)."""
+    details = {
+        "reference": data.reference,
+        "amount": str(data.amount),
+        "currency": data.currency,
+        "manual": data.manual,
+        "manual_amount": str(data.manual_amount),
+        "lines": data.lines,
+        "allocations": data.allocations,
+    }
+    _record(tx, env, order, "refund_completed", data.reason, details, now)
+
+
+def _on_refund_paid_out(
+    tx: psycopg.Connection[Any], env: Envelope, order: domain.Order, data: pev.RefundPaidOut, now: datetime
+) -> None:
+    """A manual refund staff paid out is recorded in the order's history (``refund_paid_out``)."""
+    details = {"reference": data.reference, "amount": str(data.amount), "currency": data.currency}
+    _record(tx, env, order, "refund_paid_out", data.note, details, now)
+
+
+def _on_payment_voided(
+    tx: psycopg.Connection[Any], env: Envelope, order: domain.Order, data: pev.PaymentVoided, now: datetime
+) -> None:
+    """A released card authorization is recorded in the order's history (``payment_voided``)."""
+    details = {"payment_id": data.payment_id, "amount": str(data.amount), "currency": data.currency}
+    _record(tx, env, order, "payment_voided", data.reason, details, now)
+
+
+PaymentEventHandler = Callable[[psycopg.Connection[Any], Envelope, domain.Order, Any, datetime], None]
+
+PAYMENT_EVENT_HANDLERS: dict[type[Any], PaymentEventHandler] = {
+    pev.PaymentStatusChanged: _on_status_changed,
+    pev.PaymentLedgerViolation: _on_ledger_violation,
+    pev.RefundCompleted: _on_refund_completed,
+    pev.RefundPaidOut: _on_refund_paid_out,
+    pev.PaymentVoided: _on_payment_voided,
+}
+"""The payments events orders acts on, each with its handler (the order is loaded, locked, for it)."""
+
+
+def _record(
     tx: psycopg.Connection[Any],
+    env: Envelope,
     order: domain.Order,
     action: str,
     reason: str | None,
     data: dict[str, Any],
     now: datetime,
 ) -> None:
-    seq = order.history_seq + 1
-    new = order.model_copy(update={"history_seq": seq, "version": order.version + 1, "updated_at": now})
-    if store.update(tx, new, order.version).rowcount != 1:
-        raise RuntimeError(f"order {order.id} changed under a held lock (version {order.version})")
-    entry = HistoryEntry(
-        seq=seq, at=now, actor=PAYMENTS_ACTOR, action=action, reason=reason, data={**data, "version": new.version}
-    )
-    store.add_history(tx, order.id, [entry])
+    """Write what payments reported into the order's history (new version, no event of ours)."""
+    outcome = domain.record(order, PAYMENTS_ACTOR, now, action, reason, data)
+    _save(tx, outcome, previous_version=order.version, causation_id=str(env.id))
 
 
 # ---------------------------------------------------------------------------------------------- Nameko
@@ -433,7 +453,7 @@ class OrdersService:
 
     @rpc
     def status_machine(self) -> dict[str, Any]:
-        return domain.status_machine_table()
+        return status_machine_table()
 
     @subscribe("payments", ["payment.#", "refund.#"])
     def on_payment_event(self, env: Envelope, data: Any) -> None:

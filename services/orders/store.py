@@ -1,7 +1,8 @@
 """SQL for the ``orders`` schema: load and save orders, their history, lists and search.
 
-The whole ``Order`` lives in ``doc``; the other columns exist so Postgres can filter, search and sort
-without reading the documents. Only this module knows the table layout.
+The whole ``Order`` lives in ``doc`` (its stored form, mapped field by field in ``services.orders.document``);
+the other columns exist so Postgres can filter, search and sort without reading the documents. Only this
+module knows the table layout.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from services.orders.contracts.schemas import HistoryEntry, OrderQuery
-from services.orders.domain import Order, order_number_from_search
+from services.orders import document
+from services.orders.contracts.schemas import OrderQuery
+from services.orders.domain import HistoryRecord, Order, order_number_from_search
 from shared.errors import InvalidRequest, NotFound
 
 Tx = psycopg.Connection[Any]
@@ -37,7 +39,7 @@ def next_number(tx: Tx, idempotency_key: str | None = None) -> tuple[int, tuple[
         (idempotency_key,),
     ).fetchone()
     assert row is not None
-    existing = (Order.model_validate_json(row["doc"]), row["request_hash"]) if row["doc"] else None
+    existing = (document.from_json(row["doc"]), row["request_hash"]) if row["doc"] else None
     return int(row["n"]), existing
 
 
@@ -61,7 +63,7 @@ def next_numbers(tx: Tx, keys: Sequence[str | None]) -> tuple[list[int], dict[st
             "SELECT idempotency_key, doc::text AS doc, request_hash FROM orders WHERE idempotency_key = ANY(%s)",
             (wanted,),
         ).fetchall():
-            existing[r["idempotency_key"]] = (Order.model_validate_json(r["doc"]), r["request_hash"])
+            existing[r["idempotency_key"]] = (document.from_json(r["doc"]), r["request_hash"])
     return [int(n) for n in row["numbers"]], existing
 
 
@@ -84,7 +86,7 @@ def _row(order: Order) -> tuple[Any, ...]:
         order.placed_at,
         order.updated_at,
         order.version,
-        order.model_dump_json(),
+        document.to_json(order),
     )
 
 
@@ -107,7 +109,7 @@ def update(tx: Tx, order: Order, previous_version: int) -> psycopg.Cursor[Any]:
     )
 
 
-def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryEntry]) -> None:
+def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryRecord]) -> None:
     if not entries:
         return
     rows = [
@@ -132,13 +134,13 @@ def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryEntry]) -> None
     )
 
 
-def history(tx: Tx, order_id: UUID) -> list[HistoryEntry]:
+def history(tx: Tx, order_id: UUID) -> list[HistoryRecord]:
     rows = tx.execute(
         "SELECT seq, at, actor, action, from_stage, to_stage, reason, data FROM order_history "
         "WHERE order_id = %s ORDER BY seq",
         (order_id,),
     ).fetchall()
-    return [HistoryEntry.model_validate(r) for r in rows]
+    return [document.history_from_row(r) for r in rows]
 
 
 def _where_ref(ref: str) -> tuple[str, Any]:
@@ -160,7 +162,7 @@ def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
     ).fetchone()
     if row is None:
         raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
-    return Order.model_validate_json(row["doc"])
+    return document.from_json(row["doc"])
 
 
 def stale_placed_orders(tx: Tx, placed_before: datetime, limit: int = 200) -> list[Order]:
@@ -176,7 +178,7 @@ def stale_placed_orders(tx: Tx, placed_before: datetime, limit: int = 200) -> li
         "ORDER BY placed_at LIMIT %s FOR UPDATE SKIP LOCKED",
         (placed_before, limit),
     ).fetchall()
-    return [Order.model_validate_json(r["doc"]) for r in rows]
+    return [document.from_json(r["doc"]) for r in rows]
 
 
 # ---------------------------------------------------------------------------------------------- queries
@@ -266,7 +268,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         ) from None
     more = len(rows) > query.limit
     rows = rows[: query.limit]
-    orders = [Order.model_validate_json(r["doc"]) for r in rows]
+    orders = [document.from_json(r["doc"]) for r in rows]
     next_cursor = _encode_cursor(ordering, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
     return orders, next_cursor
 
@@ -279,5 +281,5 @@ def set_payment_projection(tx: Tx, order: Order, payment_status: str | None, pai
     """Payments own the payment status; orders keep a copy for the list (sort by payment completion)."""
     tx.execute(
         "UPDATE orders SET payment_status = %s, paid_at = %s, doc = %s WHERE id = %s",
-        (payment_status, paid_at, order.model_dump_json(), order.id),
+        (payment_status, paid_at, document.to_json(order), order.id),
     )

@@ -17,7 +17,7 @@ README = ROOT / "README.md"
 
 
 def stages_table() -> str:
-    from services.orders.domain import status_machine_table
+    from services.orders.contracts.stages import status_machine_table
 
     rows = ["| stage | meaning | can move to |", "|---|---|---|"]
     for s in status_machine_table()["stages"]:
@@ -49,10 +49,11 @@ def events_table() -> str:
 
 
 def config_table() -> str:
+    from services.orders.settings import OrdersSettings  # until the registry lists every service's settings
     from shared.config import settings_table
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for var, default, desc in settings_table():
+    for var, default, desc in settings_table(OrdersSettings):
         rows.append(f"| `{var}` | `{default}` | {desc} |")
     return "\n".join(rows)
 

@@ -1,10 +1,13 @@
-"""The orders domain: the stage table, totals, automatic moves, notes and the request schemas.
+"""The orders domain: the stage table, totals, automatic moves, notes, the request schemas, and the mappings
+of the aggregate to its views, its events and its stored document.
 
-Stage pairs are generated FROM ``TRANSITIONS`` so a change to the table is tested without editing tests.
+Stage pairs are generated FROM ``TRANSITIONS`` (the contract's table) so a change to the table is tested
+without editing tests.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import product
@@ -13,6 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import ValidationError
 
+from services.orders import document, views
 from services.orders import domain as d
 from services.orders.contracts import events as ev
 from services.orders.contracts.schemas import (
@@ -33,8 +37,9 @@ from services.orders.contracts.schemas import (
     field_errors,
     field_path,
 )
-from services.orders.domain import RESUMABLE_STAGES, TRANSITIONS, Order, Stage
-from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
+from services.orders.contracts.stages import RESUMABLE_STAGES, TRANSITIONS, status_machine_table
+from services.orders.domain import Order, Stage
+from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict, parse
 
 pytestmark = pytest.mark.unit
 
@@ -67,10 +72,13 @@ def new(number: int = 1001, **overrides: object) -> Order:
 
 
 def at_stage(stage: Stage, held_from: Stage | None = None) -> Order:
-    """An order put directly in ``stage`` (for table tests, where the path there does not matter)."""
+    """An order put directly in ``stage`` (for table tests, where the path there does not matter).
+
+    Tests build such states with ``dataclasses.replace``; the service changes orders only through the domain.
+    """
     if stage == Stage.on_hold and held_from is None:
         held_from = Stage.confirmed
-    return new().model_copy(update={"stage": stage, "held_from": held_from if stage == Stage.on_hold else None})
+    return replace(new(), stage=stage, held_from=held_from if stage == Stage.on_hold else None)
 
 
 def actor_for(to: Stage) -> Actor:
@@ -186,7 +194,8 @@ def test_stale_version_is_a_conflict_and_changes_nothing() -> None:
 
 
 def test_status_machine_table_is_read_from_the_table() -> None:
-    table = d.status_machine_table()
+    table = status_machine_table()
+    assert d.status_machine_table is status_machine_table, "the domain enforces the published table"
     assert [row["stage"] for row in table["stages"]] == [s.value for s in Stage]
     for row in table["stages"]:
         stage = Stage(row["stage"])
@@ -209,7 +218,7 @@ def test_totals_are_exact_decimals() -> None:
     assert totals.total == Decimal("12.80") + Decimal("4.90") + Decimal("0.20") - Decimal("1.00")
     assert str(totals.total) == "16.90"
     assert [str(i.line_total) for i in order.items] == ["0.30", "12.50"]
-    dumped = d.to_summary(order).model_dump(mode="json")
+    dumped = views.order_summary(order).model_dump(mode="json")
     assert dumped["totals"] == {
         "subtotal": "12.80", "shipping": "4.90", "discount": "1.00", "tax": "0.20", "total": "16.90"
     }  # fmt: skip
@@ -300,25 +309,25 @@ def test_auto_confirm_when_address_payment_and_note_are_known() -> None:
     ids=["no address", "no payment", "no note and not skipped"],
 )
 def test_no_auto_confirm_if_a_condition_is_missing(missing: dict[str, object]) -> None:
-    order = ready_order().model_copy(update=missing)
+    order = replace(ready_order(), **missing)
     assert not d.should_auto_confirm(order)
     assert d.auto_confirm(order, NOW) is None
 
 
 def test_card_counts_only_once_paid_and_a_note_counts_like_a_skip() -> None:
-    order = ready_order().model_copy(update={"payment_method": PaymentMethodChoice.card, "paid_at": None})
+    order = replace(ready_order(), payment_method=PaymentMethodChoice.card, paid_at=None)
     assert not d.should_auto_confirm(order)
     paid = d.set_payment_method(order, SetPaymentMethod(method="card", paid=True), CUSTOMER, NOW).order
     assert paid.paid_at == NOW
     assert d.should_auto_confirm(paid)
     noted = d.set_customer_note(
-        paid.model_copy(update={"customer_note_skipped": False}), SetCustomerNote(note="Ring twice"), CUSTOMER, NOW
+        replace(paid, customer_note_skipped=False), SetCustomerNote(note="Ring twice"), CUSTOMER, NOW
     ).order
     assert noted.customer_note == "Ring twice" and d.should_auto_confirm(noted)
 
 
 def test_no_auto_confirm_outside_placed() -> None:
-    assert not d.should_auto_confirm(ready_order().model_copy(update={"stage": Stage.on_hold}))
+    assert not d.should_auto_confirm(replace(ready_order(), stage=Stage.on_hold))
 
 
 def test_abandonment_rule() -> None:
@@ -331,7 +340,7 @@ def test_abandonment_rule() -> None:
     assert d.is_abandonable(with_address, NOW + after, after), "payment still missing"
     complete = d.set_payment_method(with_address, SetPaymentMethod(method="bank_transfer"), CUSTOMER, NOW).order
     assert not d.is_abandonable(complete, NOW + 2 * after, after)
-    assert not d.is_abandonable(order.model_copy(update={"stage": Stage.on_hold}), NOW + 2 * after, after)
+    assert not d.is_abandonable(replace(order, stage=Stage.on_hold), NOW + 2 * after, after)
     result = d.abandon(order, NOW + after, after)
     assert result.order.stage == Stage.abandoned
     assert result.history_entry.actor == d.ABANDON_TIMER
@@ -377,7 +386,7 @@ def test_payment_method_cannot_change_once_paid() -> None:
 
 
 def test_cash_on_delivery_can_be_marked_paid_after_delivery() -> None:
-    order = at_stage(Stage.delivered).model_copy(update={"payment_method": PaymentMethodChoice.cash_on_delivery})
+    order = replace(at_stage(Stage.delivered), payment_method=PaymentMethodChoice.cash_on_delivery)
     out = d.set_payment_method(order, SetPaymentMethod(method="cash_on_delivery", paid=True), STAFF, NOW)
     assert out.order.paid_at == NOW
 
@@ -398,8 +407,8 @@ def test_notes_add_edit_delete_keep_an_audit_trail() -> None:
     deleted = d.delete_note(edited.order, note.id, STAFF, later)
     assert deleted.note is not None and deleted.note.deleted and deleted.note.deleted_by == STAFF
     assert [n.id for n in deleted.order.notes] == [note.id], "the note is kept, hidden"
-    assert d.to_detail(deleted.order).notes == []
-    assert d.to_detail(deleted.order, include_deleted_notes=True).notes[0].deleted
+    assert views.order_detail(deleted.order).notes == []
+    assert views.order_detail(deleted.order, include_deleted_notes=True).notes[0].deleted
     assert [h.seq for h in (*added.history, *edited.history, *deleted.history)] == [2, 3, 4]
 
     with pytest.raises(NotFound):
@@ -462,8 +471,8 @@ def test_query_defaults_and_limits() -> None:
 
 def test_order_round_trips_through_json_and_detail_view() -> None:
     order = ready_order()
-    assert Order.model_validate(order.model_dump(mode="json")) == order
-    detail = d.to_detail(order, [])
+    assert document.from_json(document.to_json(order)) == order
+    detail = views.order_detail(order, [])
     body = detail.model_dump(mode="json")
     assert body["display_number"] == "#1001"
     assert body["allowed_transitions"] == ["confirmed", "on_hold", "rejected", "cancelled"]
@@ -485,3 +494,105 @@ def test_every_event_is_in_the_catalog_tuple() -> None:
     data = placed.model_dump(mode="json")
     assert data["totals"]["total"] == "16.90" and data["stage"] == "placed"
     assert ev.OrderPlaced.model_validate({**data, "added_later": 1}).number == 1001
+
+
+# ------------------------------------------------------------------------------------------------------
+# Currencies (shared.money: ISO 4217)
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU", "EURO", "eur1"])
+def test_unknown_currency_is_refused_at_placement_naming_the_field(currency: str) -> None:
+    body = place().model_dump(mode="json")
+    with pytest.raises(InvalidRequest) as info:
+        parse(PlaceOrder, {**body, "currency": currency}, "order")
+    assert info.value.status == 422
+    assert [e["field"] for e in info.value.extra["errors"]] == ["currency"]
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU"])
+def test_the_domain_refuses_an_unknown_currency_too(currency: str) -> None:
+    """Even a command that skipped validation (``model_construct``) cannot place an order in a made-up money."""
+    cmd = place().model_copy(update={"currency": currency})
+    with pytest.raises(InvalidRequest) as info:
+        d.new_order(cmd, 1001, uuid4(), NOW, CUSTOMER)
+    assert info.value.status == 422
+    assert [e["field"] for e in info.value.extra["errors"]] == ["currency"]
+
+
+def test_three_decimal_currency_is_exact() -> None:
+    order = new(
+        currency="tnd",
+        items=[{"sku": "A", "name": "A", "quantity": 3, "unit_price": "10.005"}],
+        shipping="1.5",
+        discount="0.001",
+        tax="0",
+    )
+    assert order.currency == "TND"
+    assert [str(i.line_total) for i in order.items] == ["30.015"]
+    body = views.order_summary(order).model_dump(mode="json")
+    assert body["totals"] == {
+        "subtotal": "30.015", "shipping": "1.500", "discount": "0.001", "tax": "0.000", "total": "31.514"
+    }  # fmt: skip
+    with pytest.raises(InvalidRequest) as info:
+        new(currency="TND", items=[{"sku": "A", "name": "A", "quantity": 1, "unit_price": "10.0005"}])
+    assert info.value.extra["errors"][0]["field"] == "items[0].unit_price"
+
+
+@pytest.mark.parametrize("currency", ["JPY", "KRW"])
+def test_zero_decimal_currencies_are_whole_amounts(currency: str) -> None:
+    order = new(
+        currency=currency,
+        items=[{"sku": "A", "name": "A", "quantity": 2, "unit_price": "1500"}],
+        shipping="300",
+        discount="0",
+        tax="0",
+    )
+    body = views.order_summary(order).model_dump(mode="json")
+    assert body["totals"]["total"] == "3300" and body["totals"]["subtotal"] == "3000"
+    with pytest.raises(InvalidRequest) as info:
+        new(currency=currency, items=[{"sku": "A", "name": "A", "quantity": 1, "unit_price": "10.5"}],
+            shipping="0", discount="0", tax="0")  # fmt: skip
+    assert "0 decimal places" in info.value.extra["errors"][0]["reason"]
+
+
+# ------------------------------------------------------------------------------------------------------
+# The aggregate, its views, its events and its stored form are separate types
+# ------------------------------------------------------------------------------------------------------
+
+
+def test_the_aggregate_is_not_a_view_model() -> None:
+    from pydantic import BaseModel
+
+    order = ready_order()
+    assert not isinstance(order, BaseModel)
+    assert not isinstance(order.totals, BaseModel)
+    assert not any(isinstance(i, BaseModel) for i in order.items)
+    with pytest.raises(AttributeError):
+        order.stage = Stage.shipped  # type: ignore[misc]  # frozen: changes go through domain functions
+
+
+def test_stored_document_keeps_every_field_and_notes() -> None:
+    order = d.add_note(ready_order(), AddNote(text="Call first"), STAFF, NOW).order
+    order = d.delete_note(order, order.notes[0].id, STAFF, NOW).order
+    doc = document.to_doc(order)
+    assert doc["totals"]["total"] == "16.90" and doc["items"][0]["unit_price"] == "0.10"
+    assert doc["notes"][0]["deleted"] is True and doc["notes"][0]["deleted_by"]["id"] == STAFF.id
+    assert document.from_doc(doc) == order
+
+
+def test_stored_document_written_by_the_previous_pydantic_order_still_loads() -> None:
+    """Rows saved before the aggregate became a dataclass (pydantic's JSON, ``Z`` times) read the same."""
+    order = ready_order()
+    doc = document.to_doc(order)
+    old = {**doc, **{k: doc[k].replace("+00:00", "Z") for k in ("placed_at", "created_at", "updated_at")}}
+    assert document.from_doc(old) == order
+
+
+def test_events_carry_the_same_json_as_the_views() -> None:
+    out = d.new_order(place(shipping_address=ADDRESS.model_dump()), 1001, uuid4(), NOW, CUSTOMER)
+    event = out.events[0].model_dump(mode="json")
+    detail = views.order_detail(out.order, out.history).model_dump(mode="json")
+    assert event["items"] == detail["items"] and event["totals"] == detail["totals"]
+    assert event["customer"] == detail["customer"] and event["shipping_address"] == detail["shipping_address"]
+    assert detail["history"][0]["data"] == {"version": 1, "channel": "whatsapp", "total": "16.90", "currency": "EUR"}

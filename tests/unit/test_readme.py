@@ -20,7 +20,7 @@ def test_readme_section_matches_the_code(section: str) -> None:
 
 
 def test_stage_table_lists_every_allowed_move_from_the_domain_table() -> None:
-    from services.orders.domain import TRANSITIONS
+    from services.orders.contracts.stages import TRANSITIONS
 
     text = README.read_text()
     for stage, targets in TRANSITIONS.items():

@@ -11,8 +11,8 @@ Why the types look the way they do:
   is worse than a clear 422.
 * Commands forbid unknown fields, so a typo (``shiping``) is an error instead of an ignored value.
 * Totals are never accepted from a client: the domain computes them from the line items.
-* The stage and channel vocabularies live here (not in ``domain.py``) because both the domain and the
-  events are built on top of this module; ``domain.Stage`` is the same class.
+* The stage and channel vocabularies live here (not in the domain) because both the domain and the
+  events are built on top of this module; ``contracts.stages`` holds the table of moves between them.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from shared.money import Amount, CurrencyCode, MoneyValue
 
 
 class Stage(StrEnum):
-    """Where an order is in its journey, in the merchant's words (see ``domain.STAGE_DESCRIPTIONS``)."""
+    """Where an order is in its journey, in the merchant's words (see ``contracts.stages.STAGE_DESCRIPTIONS``)."""
 
     placed = "placed"
     abandoned = "abandoned"
