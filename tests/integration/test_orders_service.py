@@ -22,13 +22,17 @@ import pytest
 from services.orders import domain
 from services.orders.contracts.schemas import Transition
 from services.orders.service import (
+    PAYMENT_EVENT_HANDLERS,
     OrdersService,
     abandon_stale_orders,
+    apply_payment_event,
     change,
     get_order,
     list_orders,
     place_order,
 )
+from services.payments.contracts import events as pev
+from shared.envelope import Envelope
 from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
 from tests.integration.conftest import wait_for
 from tests.processes import service_process
@@ -698,3 +702,83 @@ def all_published(db: Any, order_id: str) -> bool:
         ).fetchall()
     return bool(rows) and rows[-1]["event_type"] == "order.stage_changed.v1" and all(r["published_at"] for r in rows)
 
+
+
+# ------------------------------------------------------------------------------------------------------
+# Currencies: ISO 4217 minor units from shared.money, unknown codes refused naming the field
+# ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("currency", ["ABC", "XAU"])
+def test_an_unknown_currency_is_refused_naming_the_field_and_places_nothing(orders_db: Any, currency: str) -> None:
+    tag = marker()
+    with pytest.raises(InvalidRequest) as info:
+        place_order(orders_db, order_cmd(tag, currency=currency), CUSTOMER)
+    assert info.value.status == 422
+    assert [e["field"] for e in info.value.extra["errors"]] == ["currency"]
+    assert list_orders(orders_db, {"q": tag})["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("currency", "price", "shipping", "total"),
+    [("TND", "10.005", "1.5", "21.510"), ("JPY", "1500", "300", "3300"), ("KRW", "12000", "0", "24000")],
+)
+def test_orders_in_three_and_zero_decimal_currencies_are_exact_everywhere(
+    orders_db: Any, svc: OrdersService, currency: str, price: str, shipping: str, total: str
+) -> None:
+    tag = marker()
+    items = [{"sku": f"SKU-{tag}", "name": "Tea", "quantity": 2, "unit_price": price}]
+    placed = place_order(orders_db, order_cmd(tag, currency=currency, items=items, shipping=shipping), CUSTOMER)
+    assert placed["currency"] == currency and placed["totals"]["total"] == total
+    assert svc.get_order(placed["id"])["totals"] == placed["totals"]
+    assert svc.get_order(placed["id"])["items"] == placed["items"]
+    listed = list_orders(orders_db, {"q": tag})["items"]
+    assert [o["totals"]["total"] for o in listed] == [total]
+
+
+# ------------------------------------------------------------------------------------------------------
+# What orders does with the payments service's events: one handler per event model
+# ------------------------------------------------------------------------------------------------------
+
+
+def payment_envelope(order: dict[str, Any], data: Any, sequence: int) -> Envelope:
+    return Envelope(
+        source="payments",
+        type=data.event_type,
+        subject=order["id"],
+        sequence=sequence,
+        correlationid=order["id"],
+        causationid="test",
+        data=data.model_dump(mode="json"),
+    )
+
+
+def test_payment_events_are_handled_by_the_table_and_others_are_ignored(orders_db: Any, svc: OrdersService) -> None:
+    assert set(PAYMENT_EVENT_HANDLERS) == {
+        pev.PaymentStatusChanged, pev.PaymentLedgerViolation, pev.RefundCompleted, pev.RefundPaidOut, pev.PaymentVoided
+    }  # fmt: skip
+    tag = marker()
+    order = place_order(orders_db, order_cmd(tag), CUSTOMER)
+    base = {"order_id": order["id"], "number": order["number"], "at": datetime.now(UTC)}
+    link = pev.PaymentLinkCreated(**base, payment_id="p1", link_id="l1", url="https://pay", amount="29.90",
+                                  currency="EUR")  # fmt: skip
+    with orders_db.transaction() as tx:
+        apply_payment_event(tx, payment_envelope(order, link, 1))
+    assert svc.get_order(order["id"]) == order, "an event orders has no handler for changes nothing"
+
+    refund = pev.RefundCompleted(**base, reference="R-1", amount="5.00", currency="EUR", reason="damaged")
+    with orders_db.transaction() as tx:
+        apply_payment_event(tx, payment_envelope(order, refund, 2))
+    after = svc.get_order(order["id"])
+    assert after["version"] == order["version"] + 1
+    entry = after["history"][-1]
+    assert (entry["action"], entry["reason"], entry["actor"]["id"]) == ("refund_completed", "damaged", "payments")
+    assert entry["data"]["amount"] == "5.00" and entry["data"]["version"] == after["version"]
+
+    status = pev.PaymentStatusChanged(**base, status="paid", captured="29.90", refunded="0", balance_due="0",
+                                      overpaid="0", paid_at=datetime.now(UTC), currency="EUR")  # fmt: skip
+    with orders_db.transaction() as tx:
+        apply_payment_event(tx, payment_envelope(order, status, 3))
+    projected = svc.get_order(order["id"])
+    assert projected["payment_status"] == "paid" and projected["paid_at"] is not None
+    assert projected["version"] == after["version"], "a projection is not a change of the order"
