@@ -24,8 +24,6 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/oms", description="Postgres URL; the database is created if missing."
     )
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL (vhost included).")
-    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API.")
     abandon_after_seconds: int = Field(
         3600, ge=1, description="A placed order without address or payment is abandoned after this long."
     )
@@ -37,7 +35,6 @@ class Settings(BaseSettings):
         "1,5,30,120", description="Backoff of a failing event handler, seconds; after the last, dead-letter."
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="Postgres connections per service process.")
-    rpc_timeout_seconds: float = Field(10.0, gt=0, description="How long the gateway waits for a service.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics and /healthz port; 0 = off.")
     log_level: str = Field("INFO", description="Python log level.")
     sandbox_provider_url: str = Field(
@@ -88,9 +85,9 @@ def get_settings() -> Settings:
         raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for the README and `oms config`."""
+def settings_table(cls: type[Settings] = Settings) -> list[tuple[str, str, str]]:
+    """(variable, default, description) of a settings class, for the README and `oms config`."""
     rows = []
-    for name, field in Settings.model_fields.items():
+    for name, field in cls.model_fields.items():
         rows.append((f"OMS_{name.upper()}", str(field.default), field.description or ""))
     return rows

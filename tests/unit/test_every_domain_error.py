@@ -26,7 +26,7 @@ import services
 from services.gateway.app import create_app
 from services.gateway.auth import Principal
 from services.gateway.rpc import decode_body, rebuild_error
-from shared.config import Settings
+from services.gateway.settings import GatewaySettings
 from shared.errors import DomainError, to_wire
 
 pytestmark = pytest.mark.unit
@@ -118,7 +118,7 @@ def error_class(request: pytest.FixtureRequest) -> type[DomainError]:
 
 @contextlib.contextmanager
 def _client(error: DomainError) -> Iterator[TestClient]:
-    app = create_app(Settings(), rpc=ServiceRaising(error), authenticator=FakeAuth(), idempotency=object())  # type: ignore[arg-type]
+    app = create_app(GatewaySettings(), rpc=ServiceRaising(error), authenticator=FakeAuth(), idempotency=object())  # type: ignore[arg-type]
     with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {KEY}"}) as c:
         yield c
 

@@ -23,7 +23,7 @@ from services.gateway.rpc import (
     encode_request,
     rebuild_error,
 )
-from shared.config import Settings
+from services.gateway.settings import GatewaySettings
 from shared.errors import DomainError, IllegalTransition, NotFound, VersionConflict
 from tests.fakes import answer_place_orders
 
@@ -107,7 +107,7 @@ def rpc() -> FakeRpc:
 
 @pytest.fixture()
 def client(rpc: FakeRpc) -> Iterator[TestClient]:
-    app = create_app(Settings(), rpc=rpc, authenticator=FakeAuth(), idempotency=MemoryIdempotency())
+    app = create_app(GatewaySettings(), rpc=rpc, authenticator=FakeAuth(), idempotency=MemoryIdempotency())
     with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {KEY}"}) as c:
         yield c
 
