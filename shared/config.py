@@ -24,14 +24,11 @@ class Settings(BaseSettings):
         "postgresql://postgres@127.0.0.1:5432/oms", description="Postgres URL; the database is created if missing."
     )
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/%2F", description="RabbitMQ URL (vhost included).")
-    http_host: str = Field("127.0.0.1", description="Address the HTTP API listens on.")
-    http_port: int = Field(8080, ge=1, le=65535, description="Port of the HTTP API.")
     max_workers: int = Field(32, ge=1, le=1000, description="Concurrent Nameko workers per service process.")
     retry_delays: str = Field(
         "1,5,30,120", description="Backoff of a failing event handler, seconds; after the last, dead-letter."
     )
     db_pool_size: int = Field(10, ge=1, le=200, description="Postgres connections per service process.")
-    rpc_timeout_seconds: float = Field(10.0, gt=0, description="How long the gateway waits for a service.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics and /healthz port; 0 = off.")
     log_level: str = Field("INFO", description="Python log level.")
     sandbox_provider_url: str = Field(

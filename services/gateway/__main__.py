@@ -6,10 +6,10 @@ import logging
 
 import uvicorn
 
-from shared.config import Settings, get_settings
+from services.gateway.settings import GatewaySettings, get_settings
 
 
-def serve(settings: Settings | None = None) -> None:
+def serve(settings: GatewaySettings | None = None) -> None:
     """Run the gateway in this process until interrupted (one worker: scale with more processes)."""
     from services.gateway.app import create_app
 

@@ -10,7 +10,6 @@ request id and answered with a 500 that carries only that id.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -24,12 +23,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.context import accept_request_id, current_request_id, request_id_var
-from shared.errors import DomainError
+from shared.errors import PROBLEM_TYPE_PREFIX, DomainError, slugify
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-TYPE_PREFIX = "urn:oms:problem:"
+TYPE_PREFIX = PROBLEM_TYPE_PREFIX
 _RESERVED = frozenset({"type", "title", "status", "detail", "instance", "request_id"})
 
 
@@ -94,11 +93,6 @@ class Unauthorized(ProblemError):
     slug = "unauthorized"
 
 
-def slugify(name: str) -> str:
-    """``IllegalTransition`` -> ``illegal-transition``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
-
-
 # --------------------------------------------------------------------------------------------------- bodies
 class ProblemResponse(JSONResponse):
     media_type = PROBLEM_JSON
@@ -110,11 +104,14 @@ def problem_body(
     detail: str | None = None,
     *,
     slug: str | None = None,
+    type_uri: str | None = None,
     instance: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The problem document; its ``type`` is ``type_uri``, else ``urn:oms:problem:<slug>``, else named after
+    the status (``404`` -> ``urn:oms:problem:not-found``)."""
     body: dict[str, Any] = {
-        "type": TYPE_PREFIX + (slug or slugify(HTTPStatus(status).phrase.replace(" ", ""))),
+        "type": type_uri or TYPE_PREFIX + (slug or slugify(HTTPStatus(status).phrase.replace(" ", ""))),
         "title": title,
         "status": status,
     }
@@ -147,10 +144,9 @@ def problem_response(
 
 
 def domain_error_body(exc: DomainError, instance: str | None = None) -> dict[str, Any]:
-    return problem_body(
-        exc.status, exc.title, exc.detail, slug=slugify(type(exc).__name__), instance=instance,
-        extra=exc.extra,
-    )
+    """Any ``DomainError``, local or rebuilt from a service's reply (``shared.errors.from_wire``), from what it
+    carries: its type, title and status, its detail and its extra fields. No error class is named here."""
+    return problem_body(exc.status, exc.title, exc.detail, type_uri=exc.type, instance=instance, extra=exc.extra)
 
 
 def problem_error_body(exc: ProblemError, instance: str | None = None) -> dict[str, Any]:

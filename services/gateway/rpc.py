@@ -17,8 +17,9 @@ exchange under its own name. Calls are matched by ``correlation_id`` to futures.
 the calls in flight fail with 503 at once (their replies went with the exclusive queue) and aio-pika
 reconnects and re-declares the queue, binding and consumer.
 
-Remote ``shared.errors`` exceptions are rebuilt by ``exc_type`` with their ``detail`` and ``extra``;
-anything else becomes ``RemoteServiceError`` (502) without the remote message, which is only logged.
+A remote ``DomainError`` (of any service) is rebuilt from the problem it carries (``shared.errors.from_wire``:
+type, title, status, detail, extra), so the gateway answers for error classes it never imports; anything
+else becomes ``RemoteServiceError`` (502) without the remote message, which is only logged.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from services.gateway.context import current_request_id
 from services.gateway.problems import ProblemError
-from shared.errors import DOMAIN_ERRORS, DomainError
+from shared.errors import DomainError, from_wire
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +112,10 @@ def encode_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
 
 def rebuild_error(error: dict[str, Any], service: str, method: str) -> Exception:
     """The exception to raise for a Nameko error payload."""
+    domain_error = from_wire(error)
+    if domain_error is not None:
+        return domain_error
     exc_type = str(error.get("exc_type") or "")
-    cls = DOMAIN_ERRORS.get(exc_type)
-    if cls is not None:
-        args = error.get("exc_args") or []
-        detail = args[0] if args else error.get("value") or cls.title
-        extra = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
-        extra = {str(k): v for k, v in extra.items() if k != "detail"}
-        return cls(str(detail), **extra)
     log.error("%s.%s failed remotely with %s: %s (request id %s)", service, method, exc_type,
               error.get("value"), current_request_id())
     return RemoteServiceError(f"The {service} service failed while handling {method}.", service=service)

@@ -43,7 +43,7 @@ from shared.catalog import parse_data
 from shared.consumer import subscribe
 from shared.db import Database
 from shared.envelope import Envelope
-from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest, parse
+from shared.errors import DomainError, IdempotencyMismatch, InvalidRequest, parse, to_wire
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
 log = logging.getLogger(__name__)
@@ -216,7 +216,7 @@ def place_orders(db: Database, requests: list[dict[str, Any]]) -> list[dict[str,
 
 
 def _error_answer(exc: DomainError) -> dict[str, Any]:
-    return {"error": {"exc_type": type(exc).__name__, "exc_args": [exc.detail, exc.extra], "value": exc.detail}}
+    return {"error": to_wire(exc)}
 
 
 def get_order(db: Database, ref: str) -> dict[str, Any]:

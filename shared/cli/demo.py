@@ -165,12 +165,15 @@ def random_order(
 def base_url(settings: Any, url: str | None = None) -> str:
     if url:
         return url.rstrip("/")
-    host = settings.http_host
+    from services.gateway.settings import get_settings as gateway_settings  # where the API listens
+
+    api = gateway_settings()
+    host = api.http_host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{settings.http_port}"
+    return f"http://{host}:{api.http_port}"
 
 
 def resolve_api_key(settings: Any, given: str | None) -> str:

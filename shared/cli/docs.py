@@ -49,11 +49,16 @@ def events_table() -> str:
 
 
 def config_table() -> str:
-    from services.orders.settings import OrdersSettings  # until the registry lists every service's settings
+    from services.gateway.settings import GatewaySettings  # until the registry lists every service's settings
+    from services.orders.settings import OrdersSettings
     from shared.config import settings_table
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for var, default, desc in settings_table(OrdersSettings):
+    seen: set[str] = set()
+    for var, default, desc in settings_table(GatewaySettings) + settings_table(OrdersSettings):
+        if var in seen:
+            continue
+        seen.add(var)
         rows.append(f"| `{var}` | `{default}` | {desc} |")
     return "\n".join(rows)
 

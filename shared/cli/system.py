@@ -88,7 +88,10 @@ def _supervise(names: list[str]) -> None:
     for name in names:
         procs[name] = subprocess.Popen(_command_for(name), start_new_session=True)
     key = _dev_api_key(settings)
-    base = f"http://{settings.http_host}:{settings.http_port}"
+    from services.gateway.settings import get_settings as gateway_settings
+
+    api = gateway_settings()
+    base = f"http://{api.http_host}:{api.http_port}"
     _wait_for_http(f"{base}/api/v1/health", timeout=30)
     console.print(f"\n[bold green]OMS is running[/]: {', '.join(names)}")
     console.print(f"  API:      {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json, docs: {base}/api/v1/docs)")
@@ -144,12 +147,19 @@ def _dev_api_key(settings: object) -> str:
 
 def config() -> None:
     """Print every configuration variable, its default and its current value."""
-    from services.orders.settings import OrdersSettings, get_settings  # until the registry lists them all
-    from shared.config import settings_table
+    from services.gateway.settings import GatewaySettings  # until the registry lists them all
+    from services.orders.settings import OrdersSettings
+    from shared.config import load, settings_table
 
-    current = get_settings()  # a wrong value: the readable message naming the variable
     table = Table("variable", "default", "current", "meaning")
-    for var, default, desc in settings_table(OrdersSettings):
+    settings_classes = (GatewaySettings, OrdersSettings)
+    seen: set[str] = set()
+    rows = [row for cls in settings_classes for row in settings_table(cls)]
+    for var, default, desc in rows:
+        if var in seen:
+            continue
+        seen.add(var)
+        current = load(next(c for c in settings_classes if var.removeprefix("OMS_").lower() in c.model_fields))
         value = getattr(current, var.removeprefix("OMS_").lower())
         table.add_row(var, default, str(value), desc)
     console.print(table)

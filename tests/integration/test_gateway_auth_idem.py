@@ -25,7 +25,7 @@ from fastapi.testclient import TestClient
 from services.gateway.app import create_app
 from services.gateway.auth import create_api_key, list_api_keys, revoke_api_key
 from services.gateway.rpc import ServiceUnavailable
-from shared.config import Settings
+from services.gateway.settings import GatewaySettings
 from shared.errors import IllegalTransition
 from tests.fakes import answer_place_orders
 
@@ -106,7 +106,7 @@ def orders() -> CountingOrders:
 
 @pytest.fixture()
 def client(database_url: str, orders: CountingOrders) -> Iterator[TestClient]:
-    settings = Settings(database_url=database_url, db_pool_size=4)
+    settings = GatewaySettings(database_url=database_url, db_pool_size=4)
     with TestClient(create_app(settings, rpc=orders), raise_server_exceptions=False) as c:
         yield c
 
@@ -296,7 +296,7 @@ class LaggingPayments:
 
 
 def _client_with(database_url: str, rpc: Any) -> TestClient:
-    return TestClient(create_app(Settings(database_url=database_url, db_pool_size=2), rpc=rpc),
+    return TestClient(create_app(GatewaySettings(database_url=database_url, db_pool_size=2), rpc=rpc),
                       raise_server_exceptions=False)
 
 
@@ -313,9 +313,9 @@ def test_payments_catching_up_with_a_new_order_is_waited_for_not_a_404(
 def test_payments_that_never_catch_up_answer_503_with_retry_after(
     database_url: str, keys: dict[str, tuple[uuid.UUID, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from services.gateway import app as gateway_app
+    from services.gateway.routes import payments as payment_routes
 
-    monkeypatch.setattr(gateway_app, "PAYMENTS_CATCH_UP_SECONDS", 0.3)
+    monkeypatch.setattr(payment_routes, "PAYMENTS_CATCH_UP_SECONDS", 0.3)
     with _client_with(database_url, LaggingPayments(lag=10_000)) as c:
         r = c.post("/api/v1/orders/1001/payments/link", headers=bearer(keys, "alice"))
     assert r.status_code == 503 and r.headers["Retry-After"] == "1"

@@ -24,7 +24,7 @@ import pytest
 
 from services.gateway.context import request_id_var
 from services.gateway.rpc import AsyncRpcClient, RemoteServiceError, ServiceTimeout, ServiceUnavailable
-from shared.errors import IllegalTransition, NotFound
+from shared.errors import DomainError, IllegalTransition, NotFound
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,12 @@ from nameko.extensions import DependencyProvider
 from nameko.rpc import rpc
 from nameko.runners import ServiceRunner
 
-from shared.errors import IllegalTransition, NotFound
+from shared.errors import DomainError, IllegalTransition, NotFound
+
+
+class CardDeclined(DomainError):  # an error class only this service knows
+    status = 402
+    title = "Card declined"
 
 
 class WorkerContext(DependencyProvider):
@@ -80,6 +85,10 @@ class GatewayTest:
     @rpc
     def illegal(self):
         raise IllegalTransition("Order #1001 is shipped.", stage="shipped", allowed=["delivered", "returned"])
+
+    @rpc
+    def declined(self, order_id):
+        raise CardDeclined(f"The card for order {order_id} was declined.", order_id=order_id)
 
     @rpc
     def boom(self):
@@ -188,6 +197,12 @@ def test_domain_errors_are_rebuilt(service: str) -> None:
             await rpc.call("gwtest", "illegal")
         assert illegal.value.status == 409
         assert illegal.value.extra == {"stage": "shipped", "allowed": ["delivered", "returned"]}
+        with pytest.raises(DomainError) as declined:  # a class the gateway never imported: its own problem
+            await rpc.call("gwtest", "declined", "o-1")
+        assert (declined.value.type, declined.value.title, declined.value.status) == (
+            "urn:oms:problem:card-declined", "Card declined", 402)
+        assert declined.value.detail == "The card for order o-1 was declined."
+        assert declined.value.extra == {"order_id": "o-1"}
         with pytest.raises(RemoteServiceError) as boom:
             await rpc.call("gwtest", "boom")
         assert "secret" not in str(boom.value.detail) and boom.value.status == 502

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from shared.config import SettingsError, get_settings
+from services.gateway.settings import get_settings  # the common settings and the gateway's (OMS_HTTP_PORT)
+from shared.config import SettingsError
 from shared.envelope import Envelope, parse_envelope
 from shared.errors import PermanentError
 

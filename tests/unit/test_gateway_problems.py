@@ -23,8 +23,8 @@ from services.gateway.rpc import (
     encode_request,
     rebuild_error,
 )
-from shared.config import Settings
-from shared.errors import IllegalTransition, NotFound, VersionConflict
+from services.gateway.settings import GatewaySettings
+from shared.errors import DomainError, IllegalTransition, NotFound, VersionConflict
 from tests.fakes import answer_place_orders
 
 pytestmark = pytest.mark.unit
@@ -107,7 +107,7 @@ def rpc() -> FakeRpc:
 
 @pytest.fixture()
 def client(rpc: FakeRpc) -> Iterator[TestClient]:
-    app = create_app(Settings(), rpc=rpc, authenticator=FakeAuth(), idempotency=MemoryIdempotency())
+    app = create_app(GatewaySettings(), rpc=rpc, authenticator=FakeAuth(), idempotency=MemoryIdempotency())
     with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {KEY}"}) as c:
         yield c
 
@@ -286,6 +286,21 @@ def test_rebuild_error_from_nameko_payload() -> None:
     assert exc.detail == "No order #1001." and exc.extra == {"order_ref": "1001"}
     other = rebuild_error({"exc_type": "KeyError", "exc_args": ["secret"], "value": "'secret'"}, "orders", "x")
     assert isinstance(other, RemoteServiceError) and "secret" not in str(other.detail)
+
+
+def test_an_error_class_the_gateway_never_imported_is_answered_from_its_payload() -> None:
+    exc = rebuild_error(
+        {"exc_type": "CardDeclined", "exc_path": "services.somewhere.CardDeclined",
+         "exc_args": ["The card was declined.", {"order_id": ORDER_ID},
+                      {"type": "urn:oms:problem:card-declined", "title": "Card declined", "status": "402",
+                       "kinds": ["urn:oms:problem:card-declined", "urn:oms:problem:domain-error"]}],
+         "value": "The card was declined."},
+        "payments", "create_payment_link",
+    )
+    assert isinstance(exc, DomainError)
+    assert (exc.type, exc.title, exc.status, exc.detail) == (
+        "urn:oms:problem:card-declined", "Card declined", 402, "The card was declined.")
+    assert exc.extra == {"order_id": ORDER_ID}
 
 
 def test_kombu_json_envelopes_are_decoded() -> None:
