@@ -11,10 +11,17 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+DOMAIN_ERRORS: dict[str, type[DomainError]] = {}
+"""Every DomainError class by name (subclasses register themselves), for clients rebuilding remote errors."""
+
 
 class DomainError(Exception):
     status = 400
     title = "Bad request"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        DOMAIN_ERRORS[cls.__name__] = cls
 
     def __init__(self, detail: str, **extra: Any) -> None:
         super().__init__(detail, extra)
@@ -54,10 +61,7 @@ class PermanentError(Exception):
     """A message that can never succeed however often it is retried: dead-letter it at once."""
 
 
-DOMAIN_ERRORS: dict[str, type[DomainError]] = {
-    cls.__name__: cls
-    for cls in (DomainError, NotFound, IllegalTransition, VersionConflict, InvalidRequest, IdempotencyMismatch)
-}
+DOMAIN_ERRORS[DomainError.__name__] = DomainError
 
 
 def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:

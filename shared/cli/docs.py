@@ -49,10 +49,11 @@ def events_table() -> str:
 
 
 def config_table() -> str:
+    from services.payments.settings import PaymentsSettings, SandboxSettings
     from shared.config import settings_table
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for var, default, desc in settings_table():
+    for var, default, desc in settings_table(PaymentsSettings, SandboxSettings):
         rows.append(f"| `{var}` | `{default}` | {desc} |")
     return "\n".join(rows)
 

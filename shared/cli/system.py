@@ -144,12 +144,16 @@ def _dev_api_key(settings: object) -> str:
 
 def config() -> None:
     """Print every configuration variable, its default and its current value."""
+    from services.payments.settings import PaymentsSettings, SandboxSettings, get_sandbox_settings
+    from services.payments.settings import get_settings as payments_settings
     from shared.config import get_settings, settings_table
 
-    current = get_settings()  # a wrong value: the readable message naming the variable
+    # A wrong value: the readable message naming the variable.
+    current = [get_settings(), payments_settings(), get_sandbox_settings()]
     table = Table("variable", "default", "current", "meaning")
-    for var, default, desc in settings_table():
-        value = getattr(current, var.removeprefix("OMS_").lower())
+    for var, default, desc in settings_table(PaymentsSettings, SandboxSettings):
+        name = var.removeprefix("OMS_").lower()
+        value = next(getattr(s, name) for s in current if name in type(s).model_fields)
         table.add_row(var, default, str(value), desc)
     console.print(table)
 
