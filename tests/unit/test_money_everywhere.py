@@ -2,7 +2,7 @@
 same quantized amounts, printed the same (the issue's "10.005 TND accepted by orders, refused by payments").
 
 Orders' side: its contract (``PlaceOrder``) and domain totals (via ``tests.builders``); payments' side: the
-same ``order.placed`` event after a trip through JSON, parsed by payments' domain, printed by its views; and
+same ``order.placed`` event after a trip through JSON, read into payments' domain, printed by its views; and
 the sandbox provider takes a payment link in the currency.
 """
 
@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from services.orders.contracts.events import OrderPlaced
-from services.payments import domain
 from services.payments.contracts.schemas import PaymentLinkView
 from services.payments.provider.sandbox import create_app
 from services.payments.settings import DEV_WEBHOOK_SECRET
+from services.payments.usecases.saga import order_payments
 from shared.money import CURRENCIES, minor_unit, quantize
 from tests.builders import order_placed, place_order
 
@@ -49,7 +49,7 @@ def test_payments_read_every_order_amount_as_orders_computed_it(
     placed = order_placed(command)
     on_the_bus = OrderPlaced.model_validate_json(placed.model_dump_json())
 
-    order = domain.from_placed(on_the_bus)
+    order = order_payments(on_the_bus)
     assert order.currency == currency
     assert order.total == placed.totals.total == order.order.computed_total
     printed_by_orders = placed.model_dump(mode="json")["totals"]["total"]

@@ -19,8 +19,7 @@ from services.payments.domain.account import (
     Recorded,
     StatusChange,
     capture_stages_from,
-    from_placed,
-    payment_order,
+    placed,
 )
 from services.payments.domain.ledger import (
     MONEY_IN,
@@ -87,11 +86,10 @@ __all__ = [
     "capture_stages_from",
     "compute_status",
     "errors_as_dicts",
-    "from_placed",
     "is_manual",
     "line_totals",
     "overpaid_amount",
-    "payment_order",
+    "placed",
     "preview_refund",
     "refund_amount_for_units",
     "refund_level",

@@ -16,7 +16,6 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from services.orders.contracts.events import OrderPlaced
 from services.orders.contracts.schemas import Stage
 from services.payments.contracts.vocabulary import (
     CAPTURE_STAGES,
@@ -31,11 +30,10 @@ from services.payments.domain.ledger import (
     LedgerChange,
     LedgerEntry,
     LedgerSummary,
-    OrderLine,
     PaymentOrder,
     Violation,
 )
-from shared.money import ZERO, MoneyError, quantize
+from shared.money import ZERO, MoneyError
 
 CLOSED_STAGES: frozenset[Stage] = frozenset({Stage.cancelled, Stage.rejected})
 """Stages whose money is given back: open authorizations voided, captures refunded."""
@@ -247,37 +245,14 @@ class OrderPayments:
         return StatusChange(previous=previous, summary=s, paid_at=paid_at)
 
 
-def payment_order(placed: OrderPlaced) -> PaymentOrder:
-    """The slice of a placed order payments needs, from the orders contract's event (lines numbered 1..n)."""
-    currency = placed.currency
-    return PaymentOrder(
-        order_id=str(placed.order_id),
-        currency=currency,
-        lines=tuple(
-            OrderLine(line_id=str(i + 1), sku=item.sku, quantity=item.quantity, unit_price=item.unit_price,
-                      name=item.name)
-            for i, item in enumerate(placed.items)
-        ),
-        shipping=quantize(placed.totals.shipping, currency),
-        discount=quantize(placed.totals.discount, currency),
-        tax=quantize(placed.totals.tax, currency),
-        total=quantize(placed.totals.total, currency),
-    )
-
-
-def from_placed(placed: OrderPlaced) -> OrderPayments:
+def placed(
+    order_id: UUID, number: int, test: bool, order: PaymentOrder, payment_method: PaymentMethod | None, stage: Stage
+) -> OrderPayments:
     """A newly placed order as payments records it: unpaid, nothing in its ledger. Every order starts
     ``unpaid`` here and on the orders side, unannounced; see :meth:`OrderPayments.refresh_status`."""
-    order = payment_order(placed)
     return OrderPayments(
-        order_id=placed.order_id,
-        number=placed.number,
-        test=placed.test,
-        order=order,
-        payment_method=PaymentMethod(placed.payment_method.value) if placed.payment_method else None,
-        stage=placed.stage,
-        status=PaymentStatus.UNPAID,
-        ledger=Ledger(str(placed.order_id), order.currency),
+        order_id=order_id, number=number, test=test, order=order, payment_method=payment_method, stage=stage,
+        status=PaymentStatus.UNPAID, ledger=Ledger(str(order_id), order.currency),
     )
 
 
@@ -290,6 +265,5 @@ __all__ = [
     "Recorded",
     "StatusChange",
     "capture_stages_from",
-    "from_placed",
-    "payment_order",
+    "placed",
 ]

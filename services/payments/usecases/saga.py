@@ -30,6 +30,7 @@ from shared import inbox
 from shared.catalog import parse_data
 from shared.db import Database
 from shared.envelope import Envelope, EventModel
+from shared.money import quantize
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,32 @@ def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
     store.save(tx, p)
 
 
+def payment_order(data: order_events.OrderPlaced) -> domain.PaymentOrder:
+    """The slice of a placed order payments need, from the orders contract's event (lines numbered 1..n)."""
+    currency = data.currency
+    return domain.PaymentOrder(
+        order_id=str(data.order_id),
+        currency=currency,
+        lines=tuple(
+            domain.OrderLine(line_id=str(i + 1), sku=item.sku, quantity=item.quantity, unit_price=item.unit_price,
+                             name=item.name)
+            for i, item in enumerate(data.items)
+        ),
+        shipping=quantize(data.totals.shipping, currency),
+        discount=quantize(data.totals.discount, currency),
+        tax=quantize(data.totals.tax, currency),
+        total=quantize(data.totals.total, currency),
+    )
+
+
+def order_payments(data: order_events.OrderPlaced) -> domain.OrderPayments:
+    """The order as payments start knowing it, from ``order.placed``."""
+    method = domain.PaymentMethod(data.payment_method.value) if data.payment_method else None
+    return domain.placed(data.order_id, data.number, data.test, payment_order(data), method, data.stage)
+
+
 def order_placed(tx: Tx, data: order_events.OrderPlaced, causation: str) -> None:
-    p = domain.from_placed(data)
+    p = order_payments(data)
     if not store.insert_placed(tx, p):
         return  # seen already
     # Every order starts ``unpaid`` here and on the orders side, unannounced; only an order with nothing to
