@@ -7,19 +7,19 @@ Every variable has a default that works on a developer machine with a local Post
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, TypeVar, get_args
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-# The fulfilment stages in the order they come (the orders stage table), where card money may be captured.
-CaptureStage = Literal["approved", "processed", "shipped", "delivered"]
-CAPTURE_STAGES: tuple[str, ...] = get_args(CaptureStage)
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OMS_", extra="ignore")
 
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="development: built-in development secrets may be used; production: every secret must be set.",
+    )
     database_url: str = Field(
         "postgresql://postgres@127.0.0.1:5432/oms", description="Postgres URL; the database is created if missing."
     )
@@ -31,16 +31,6 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200, description="Postgres connections per service process.")
     metrics_port: int = Field(0, ge=0, le=65535, description="Prometheus /metrics and /healthz port; 0 = off.")
     log_level: str = Field("INFO", description="Python log level.")
-    sandbox_provider_url: str = Field(
-        "http://127.0.0.1:8090", description="Base URL of the payment provider (the sandbox in development)."
-    )
-    payment_capture: Literal["automatic", "manual"] = Field(
-        "automatic",
-        description="Card links: capture at once (automatic), or authorize now and capture later (manual).",
-    )
-    payment_capture_stage: CaptureStage = Field(
-        "shipped", description="With manual capture: the order stage at which authorized cards are captured."
-    )
     state_dir: str = Field(".oms", description="Where `make run` keeps the local developer API key.")
 
     @field_validator("retry_delays")
@@ -68,13 +58,13 @@ class SettingsError(SystemExit):
     """Raised at start-up with a readable list of the bad variables."""
 
 
-AnySettings = TypeVar("AnySettings", bound=Settings)
+S = TypeVar("S", bound=Settings)
 
 
-def load(settings_class: type[AnySettings]) -> AnySettings:
-    """Read ``settings_class`` from the environment; a wrong value exits with the variables named."""
+def load(cls: type[S]) -> S:
+    """Read a settings class from the environment; a bad value stops start-up naming the variable."""
     try:
-        return settings_class()
+        return cls()
     except ValidationError as exc:
         lines = [
             f"  OMS_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
@@ -87,9 +77,13 @@ def get_settings() -> Settings:
     return load(Settings)
 
 
-def settings_table(settings_class: type[Settings] = Settings) -> list[tuple[str, str, str]]:
-    """(variable, default, description) for the README and `oms config`."""
-    rows = []
-    for name, field in settings_class.model_fields.items():
-        rows.append((f"OMS_{name.upper()}", str(field.default), field.description or ""))
-    return rows
+def settings_table(*classes: type[Settings]) -> list[tuple[str, str, str]]:
+    """(variable, default, description) for the README and `oms config`: the common settings, then each
+    given class's own (a variable appears once)."""
+    rows: dict[str, tuple[str, str, str]] = {}
+    every: tuple[type[Settings], ...] = (Settings, *classes)
+    for cls in every:
+        for name, field in cls.model_fields.items():
+            var = f"OMS_{name.upper()}"
+            rows.setdefault(var, (var, str(field.default), field.description or ""))
+    return list(rows.values())

@@ -1,13 +1,14 @@
-"""SQL for the ``payments`` schema: the order as payments knows it, its ledger, payment attempts, webhooks.
+"""SQL for the ``payments`` schema: loads an order's payments as one aggregate and saves what changed.
 
-Only this module knows the table layout. Rows come back as dicts (the pool's ``dict_row``).
+Only this module knows the table layout. ``load`` builds a :class:`~services.payments.domain.OrderPayments`
+(the order's payment facts, its ledger, its attempts, its paid-out manual refunds); ``save`` writes what the
+use case changed on it: new ledger entries, new or updated attempts, pay-outs, and the order's columns.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -15,78 +16,73 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
+from services.orders.contracts.schemas import Stage
 from services.payments.domain import (
     EntryKind,
     Ledger,
     LedgerEntry,
     LineAllocation,
     OrderLine,
+    OrderPayments,
+    PaymentAttempt,
+    PaymentMethod,
     PaymentOrder,
-    quantize,
+    PaymentStatus,
 )
 from shared.errors import NotFound
+from shared.money import quantize
 
 Tx = psycopg.Connection[Any]
 
 
-# ------------------------------------------------------------------------------------------------ orders
+# ------------------------------------------------------------------------------------------------ load
 
 
-def insert_order(tx: Tx, row: dict[str, Any]) -> bool:
-    cur = tx.execute(
-        "INSERT INTO payment_orders (order_id, number, currency, total, lines, shipping, discount, tax, "
-        "payment_method, test, stage, status, updated_at) VALUES (%(order_id)s, %(number)s, %(currency)s, "
-        "%(total)s, %(lines)s, %(shipping)s, %(discount)s, %(tax)s, %(payment_method)s, %(test)s, %(stage)s, "
-        "'unpaid', now()) ON CONFLICT (order_id) DO NOTHING",
-        {**row, "lines": Jsonb(row["lines"])},
-    )
-    return cur.rowcount == 1
-
-
-def find_order(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> dict[str, Any] | None:
+def find(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPayments | None:
+    """The order's payments, or None if payments never saw it placed. ``for_update`` locks the order."""
     try:
         oid = UUID(str(order_id))
     except ValueError:
         return None
-    row: dict[str, Any] | None = tx.execute(
+    row = tx.execute(
         f"SELECT * FROM payment_orders WHERE order_id = %s{' FOR UPDATE' if for_update else ''}", (oid,)
     ).fetchone()
-    return row
-
-
-def load_order(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> dict[str, Any]:
-    row = find_order(tx, order_id, for_update=for_update)
     if row is None:
+        return None
+    currency = row["currency"]
+    entries = tuple(_entry(r, currency) for r in entry_rows(tx, oid))
+    attempts = [_attempt(r) for r in tx.execute(
+        "SELECT * FROM payments WHERE order_id = %s ORDER BY created_at, id", (oid,)
+    ).fetchall()]
+    paid_out = {str(r["reference"]) for r in tx.execute(
+        "SELECT reference FROM manual_payouts WHERE order_id = %s", (oid,)
+    ).fetchall()}
+    return OrderPayments(
+        order_id=oid,
+        number=row["number"],
+        test=row["test"],
+        order=_payment_order(row),
+        payment_method=PaymentMethod(row["payment_method"]) if row["payment_method"] else None,
+        stage=Stage(row["stage"]),
+        status=PaymentStatus(row["status"]),
+        ledger=Ledger(str(oid), currency, entries),
+        attempts=attempts,
+        paid_at=row["paid_at"],
+        on_hold_reason=row["on_hold_reason"],
+        paid_out=paid_out,
+    )
+
+
+def load(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPayments:
+    found = find(tx, order_id, for_update=for_update)
+    if found is None:
         raise NotFound(
             f"Payments know no order {order_id} (yet): give the order id of a placed order.", order_id=str(order_id)
         )
-    return row
+    return found
 
 
-def set_method(tx: Tx, order_id: UUID, method: str) -> None:
-    tx.execute(
-        "UPDATE payment_orders SET payment_method = %s, updated_at = now() WHERE order_id = %s", (method, order_id)
-    )
-
-
-def set_stage(tx: Tx, order_id: UUID, stage: str) -> None:
-    tx.execute("UPDATE payment_orders SET stage = %s, updated_at = now() WHERE order_id = %s", (stage, order_id))
-
-
-def set_status(tx: Tx, order_id: UUID, status: str, paid_at: datetime | None) -> None:
-    tx.execute(
-        "UPDATE payment_orders SET status = %s, paid_at = %s, updated_at = now() WHERE order_id = %s",
-        (status, paid_at, order_id),
-    )
-
-
-def set_hold_reason(tx: Tx, order_id: UUID, reason: str) -> None:
-    tx.execute(
-        "UPDATE payment_orders SET on_hold_reason = %s, updated_at = now() WHERE order_id = %s", (reason, order_id)
-    )
-
-
-def payment_order(row: dict[str, Any]) -> PaymentOrder:
+def _payment_order(row: Mapping[str, Any]) -> PaymentOrder:
     currency = row["currency"]
     lines = tuple(
         OrderLine(
@@ -94,6 +90,7 @@ def payment_order(row: dict[str, Any]) -> PaymentOrder:
             sku=str(ln["sku"]),
             quantity=int(ln["quantity"]),
             unit_price=Decimal(str(ln["unit_price"])),
+            name=str(ln.get("name") or ""),
         )
         for ln in row["lines"]
     )
@@ -108,27 +105,7 @@ def payment_order(row: dict[str, Any]) -> PaymentOrder:
     )
 
 
-def order_total(row: Mapping[str, Any]) -> Decimal:
-    return quantize(row["total"], row["currency"])
-
-
-# ------------------------------------------------------------------------------------------------ ledger
-
-
-def _detail(entry: LedgerEntry, extra: dict[str, Any] | None) -> dict[str, Any]:
-    detail: dict[str, Any] = dict(extra or {})
-    if entry.lines:
-        detail["lines"] = {k: {"quantity": v.quantity, "amount": str(v.amount)} for k, v in entry.lines.items()}
-    for name in ("shipping", "adjustment_refund", "adjustment_fee"):
-        value = getattr(entry, name)
-        if value:
-            detail[name] = str(value)
-    if entry.method is not None:
-        detail["method"] = entry.method.value
-    return detail
-
-
-def _entry(row: dict[str, Any], currency: str) -> LedgerEntry:
+def _entry(row: Mapping[str, Any], currency: str) -> LedgerEntry:
     d = row["detail"] or {}
     return LedgerEntry(
         kind=EntryKind(row["kind"]),
@@ -147,36 +124,123 @@ def _entry(row: dict[str, Any], currency: str) -> LedgerEntry:
     )
 
 
+def _attempt(row: Mapping[str, Any]) -> PaymentAttempt:
+    return PaymentAttempt(
+        id=row["id"],
+        method=PaymentMethod(row["method"]),
+        amount=row["amount"],
+        status=row["status"],
+        provider_ref=row["provider_ref"],
+        link_id=row["link_id"],
+        link_url=row["link_url"],
+        capture_method=row["capture_method"],
+        created_at=row["created_at"],
+    )
+
+
 def entry_rows(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
+    """The ledger as stored, with each entry's ``detail`` (actor, reason, breakdown) for the summary view."""
     return list(
         tx.execute("SELECT * FROM ledger_entries WHERE order_id = %s ORDER BY id", (order_id,)).fetchall()
     )
 
 
-def load_ledger(tx: Tx, row: dict[str, Any]) -> Ledger:
-    currency = row["currency"]
-    entries = [_entry(r, currency) for r in entry_rows(tx, row["order_id"])]
-    return Ledger(str(row["order_id"]), currency, tuple(entries))
+# ------------------------------------------------------------------------------------------------ save
 
 
-def insert_entries(
-    tx: Tx, order_id: UUID, entries: Sequence[LedgerEntry], extra: dict[str, Any] | None = None
-) -> None:
-    for e in entries:
+def insert_placed(tx: Tx, payments: OrderPayments) -> bool:
+    """Record a newly placed order; False if it already was (the event came again)."""
+    order = payments.order
+    cur = tx.execute(
+        "INSERT INTO payment_orders (order_id, number, currency, total, lines, shipping, discount, tax, "
+        "payment_method, test, stage, status, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+        "%s, now()) ON CONFLICT (order_id) DO NOTHING",
+        (
+            payments.order_id, payments.number, order.currency, order.amount_due,
+            Jsonb([{"line_id": ln.line_id, "sku": ln.sku, "name": ln.name, "quantity": ln.quantity,
+                    "unit_price": str(ln.unit_price)} for ln in order.lines]),
+            order.shipping, order.discount, order.tax,
+            payments.payment_method.value if payments.payment_method else None, payments.test,
+            payments.stage.value, payments.status.value,
+        ),
+    )
+    return cur.rowcount == 1
+
+
+def save(tx: Tx, payments: OrderPayments) -> None:
+    """Write what changed on the aggregate since it was loaded (or last saved), then forget the changes."""
+    oid = payments.order_id
+    for entry, extra in payments.new_entries:
         tx.execute(
             "INSERT INTO ledger_entries (order_id, kind, amount, currency, payment_id, reference, at, detail) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (order_id, kind, payment_id, reference) DO NOTHING",
-            (
-                order_id,
-                e.kind.value,
-                e.amount,
-                e.currency,
-                e.payment_id,
-                e.reference,
-                e.at,
-                Jsonb(json.loads(json.dumps(_detail(e, extra), default=str))),
-            ),
+            (oid, entry.kind.value, entry.amount, entry.currency, entry.payment_id, entry.reference, entry.at,
+             Jsonb(json.loads(json.dumps(_detail(entry, extra), default=str)))),
         )
+    for a in payments.new_attempts:
+        tx.execute(
+            "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, "
+            "capture_method, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now())) "
+            "ON CONFLICT DO NOTHING",
+            (a.id, oid, a.method.value, a.provider_ref, a.link_id, a.link_url, a.amount, a.status, a.capture_method,
+             a.created_at),
+        )
+    new_ids = {a.id for a in payments.new_attempts}
+    for a in payments.attempts:
+        if a.id in payments.changed_attempts and a.id not in new_ids:
+            tx.execute(
+                "UPDATE payments SET status = %s, provider_ref = %s, updated_at = now() "
+                "WHERE id = %s AND order_id = %s",
+                (a.status, a.provider_ref, a.id, oid),
+            )
+    for reference, actor, note in payments.new_payouts:
+        tx.execute(
+            "INSERT INTO manual_payouts (order_id, reference, actor, note) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT DO NOTHING",
+            (oid, reference, Jsonb(actor), note),
+        )
+    if payments.order_changed:
+        tx.execute(
+            "UPDATE payment_orders SET payment_method = %s, stage = %s, status = %s, paid_at = %s, "
+            "on_hold_reason = %s, updated_at = now() WHERE order_id = %s",
+            (payments.payment_method.value if payments.payment_method else None, payments.stage.value,
+             payments.status.value, payments.paid_at, payments.on_hold_reason, oid),
+        )
+    payments.new_entries.clear()
+    payments.new_attempts.clear()
+    payments.changed_attempts.clear()
+    payments.new_payouts.clear()
+    payments.order_changed = False
+
+
+def _detail(entry: LedgerEntry, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    detail: dict[str, Any] = dict(extra or {})
+    if entry.lines:
+        detail["lines"] = {k: {"quantity": v.quantity, "amount": str(v.amount)} for k, v in entry.lines.items()}
+    for name in ("shipping", "adjustment_refund", "adjustment_fee"):
+        value = getattr(entry, name)
+        if value:
+            detail[name] = str(value)
+    if entry.method is not None:
+        detail["method"] = entry.method.value
+    return detail
+
+
+# ------------------------------------------------------------------------------------------------ webhooks
+
+
+def knows(tx: Tx, order_id: str) -> bool:
+    """Whether payments saw the order placed (``order_id`` may be any string a provider echoes back)."""
+    try:
+        oid = UUID(order_id)
+    except ValueError:
+        return False
+    return tx.execute("SELECT 1 FROM payment_orders WHERE order_id = %s", (oid,)).fetchone() is not None
+
+
+def order_of_link(tx: Tx, link_id: str) -> UUID | None:
+    row = tx.execute("SELECT order_id FROM payments WHERE link_id = %s", (link_id,)).fetchone()
+    return None if row is None else UUID(str(row["order_id"]))
 
 
 def order_of_provider_payment(tx: Tx, provider_payment_id: str) -> UUID | None:
@@ -188,59 +252,6 @@ def order_of_provider_payment(tx: Tx, provider_payment_id: str) -> UUID | None:
     return None if row is None else UUID(str(row["order_id"]))
 
 
-# ------------------------------------------------------------------------------------------------ payments
-
-
-def insert_payment(
-    tx: Tx,
-    *,
-    payment_id: str,
-    order_id: UUID,
-    method: str,
-    amount: Decimal,
-    status: str,
-    provider_ref: str | None = None,
-    link_id: str | None = None,
-    link_url: str | None = None,
-    capture_method: str = "automatic",
-) -> bool:
-    cur = tx.execute(
-        "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-        (payment_id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method),
-    )
-    return cur.rowcount == 1
-
-
-def payments_of(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
-    return list(tx.execute("SELECT * FROM payments WHERE order_id = %s ORDER BY created_at, id", (order_id,)))
-
-
-def payment_by_link(tx: Tx, link_id: str) -> dict[str, Any] | None:
-    row: dict[str, Any] | None = tx.execute("SELECT * FROM payments WHERE link_id = %s", (link_id,)).fetchone()
-    return row
-
-
-def update_payment(tx: Tx, payment_id: str, *, status: str, provider_ref: str | None = None) -> None:
-    tx.execute(
-        "UPDATE payments SET status = %s, provider_ref = coalesce(%s, provider_ref), updated_at = now() "
-        "WHERE id = %s",
-        (status, provider_ref, payment_id),
-    )
-
-
-def any_in_progress(tx: Tx, order_id: UUID) -> bool:
-    """A card payment waiting for the customer at the provider (3-D Secure) counts as ``in_progress``."""
-    row = tx.execute(
-        "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = %s AND status = 'requires_action') AS busy",
-        (order_id,),
-    ).fetchone()
-    return bool(row and row["busy"])
-
-
-# ------------------------------------------------------------------------------------------------ webhooks
-
-
 def mark_webhook(tx: Tx, webhook_id: str, event_type: str, order_id: UUID | None) -> bool:
     """Record a webhook as processed in the effect's transaction; False if it already was (duplicate)."""
     cur = tx.execute(
@@ -249,22 +260,6 @@ def mark_webhook(tx: Tx, webhook_id: str, event_type: str, order_id: UUID | None
         (webhook_id, event_type, order_id),
     )
     return cur.rowcount == 1
-
-
-def set_provider_payment_status(tx: Tx, order_id: UUID, provider_ref: str, status: str) -> None:
-    tx.execute(
-        "UPDATE payments SET status = %s, updated_at = now() WHERE order_id = %s AND provider_ref = %s",
-        (status, order_id, provider_ref),
-    )
-
-
-def provider_payment_id(tx: Tx, order_id: UUID, given: str) -> str:
-    """The provider's payment id (what the ledger uses) for ours (``card:<link>``) or for itself."""
-    row = tx.execute(
-        "SELECT provider_ref FROM payments WHERE order_id = %s AND id = %s AND provider_ref IS NOT NULL",
-        (order_id, given),
-    ).fetchone()
-    return str(row["provider_ref"]) if row else given
 
 
 # ------------------------------------------------------------------------------------------------ manual pay-outs
@@ -286,17 +281,3 @@ def manual_refunds(tx: Tx, *, pending: bool, limit: int) -> list[dict[str, Any]]
             (pending, limit),
         ).fetchall()
     )
-
-
-def paid_out_references(tx: Tx, order_id: UUID) -> set[str]:
-    rows = tx.execute("SELECT reference FROM manual_payouts WHERE order_id = %s", (order_id,)).fetchall()
-    return {str(r["reference"]) for r in rows}
-
-
-def record_payout(tx: Tx, order_id: UUID, reference: str, actor: Any, note: str | None) -> bool:
-    cur = tx.execute(
-        "INSERT INTO manual_payouts (order_id, reference, actor, note) VALUES (%s, %s, %s, %s) "
-        "ON CONFLICT DO NOTHING",
-        (order_id, reference, Jsonb(actor), note),
-    )
-    return cur.rowcount == 1

@@ -528,7 +528,9 @@ def pay(
     settings = get_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
-    sandbox = (sandbox_url or settings.sandbox_provider_url).rstrip("/")
+    from services.payments.settings import get_settings as payments_settings
+
+    sandbox = (sandbox_url or payments_settings().sandbox_provider_url).rstrip("/")
     _check_reachable(base)
     _check_provider(sandbox)
 

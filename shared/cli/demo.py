@@ -654,9 +654,9 @@ async def run_demo(
     import httpx
 
     if sandbox is None:
-        from shared.config import get_settings
+        from services.payments.settings import get_settings as payments_settings
 
-        sandbox = get_settings().sandbox_provider_url
+        sandbox = payments_settings().sandbox_provider_url
     stats = DemoStats()
     rng = random.Random(seed)
     order_seeds = [rng.getrandbits(64) for _ in range(orders)]
@@ -725,7 +725,9 @@ def demo(
     settings = get_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
-    sandbox = (sandbox_url or settings.sandbox_provider_url).rstrip("/")
+    from services.payments.settings import get_settings as payments_settings
+
+    sandbox = (sandbox_url or payments_settings().sandbox_provider_url).rstrip("/")
     _check_reachable(base)
     _check_provider(sandbox)
     t0 = time.monotonic()

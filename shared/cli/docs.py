@@ -51,14 +51,11 @@ def events_table() -> str:
 def config_table() -> str:
     from services.gateway.settings import GatewaySettings  # until the registry lists every service's settings
     from services.orders.settings import OrdersSettings
+    from services.payments.settings import PaymentsSettings, SandboxSettings
     from shared.config import settings_table
 
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    seen: set[str] = set()
-    for var, default, desc in settings_table(GatewaySettings) + settings_table(OrdersSettings):
-        if var in seen:
-            continue
-        seen.add(var)
+    for var, default, desc in settings_table(GatewaySettings, OrdersSettings, PaymentsSettings, SandboxSettings):
         rows.append(f"| `{var}` | `{default}` | {desc} |")
     return "\n".join(rows)
 

@@ -149,18 +149,15 @@ def config() -> None:
     """Print every configuration variable, its default and its current value."""
     from services.gateway.settings import GatewaySettings  # until the registry lists them all
     from services.orders.settings import OrdersSettings
+    from services.payments.settings import PaymentsSettings, SandboxSettings
     from shared.config import load, settings_table
 
+    classes = (GatewaySettings, OrdersSettings, PaymentsSettings, SandboxSettings)
+    current = [load(cls) for cls in classes]  # a wrong value: the readable message naming the variable
     table = Table("variable", "default", "current", "meaning")
-    settings_classes = (GatewaySettings, OrdersSettings)
-    seen: set[str] = set()
-    rows = [row for cls in settings_classes for row in settings_table(cls)]
-    for var, default, desc in rows:
-        if var in seen:
-            continue
-        seen.add(var)
-        current = load(next(c for c in settings_classes if var.removeprefix("OMS_").lower() in c.model_fields))
-        value = getattr(current, var.removeprefix("OMS_").lower())
+    for var, default, desc in settings_table(*classes):
+        name = var.removeprefix("OMS_").lower()
+        value = next(getattr(s, name) for s in current if name in type(s).model_fields)
         table.add_row(var, default, str(value), desc)
     console.print(table)
 

@@ -12,7 +12,7 @@ import pytest
 
 from services.orders import domain as order_domain
 from services.orders import service as orders
-from services.payments import service as payments
+from services.payments import usecases as payments
 from services.payments.contracts.sandbox import CARD_3DS, CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, ProviderDeclined
 from services.payments.provider.sandbox import SandboxState

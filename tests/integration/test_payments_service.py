@@ -19,7 +19,7 @@ import pytest
 from services.orders import domain as order_domain
 from services.orders import service as orders
 from services.orders.contracts.schemas import SetCustomerNote
-from services.payments import service as payments
+from services.payments import usecases as payments
 from services.payments.contracts.sandbox import CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, sign_webhook
 from services.payments.provider.sandbox import SandboxState

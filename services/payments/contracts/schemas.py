@@ -1,17 +1,27 @@
-"""The payments contract: RPC/HTTP request bodies and response views (money as decimal strings)."""
+"""The payments contract: RPC/HTTP request bodies and response views (money as decimal strings).
+
+The use cases build every answer with these models and return ``model_dump(mode="json")``, so the shape a
+client gets is the one published here (and in the OpenAPI document), never a hand-built dict.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from services.orders.contracts.schemas import Amount, MoneyValue
+from services.orders.contracts.schemas import Stage
+from services.payments.contracts.vocabulary import (
+    CaptureMethod,
+    ManualMethod,
+    PaymentMethod,
+    PaymentStatus,
+)
+from shared.money import Amount, MoneyValue
 
-ManualMethod = Literal["cash_on_delivery", "bank_transfer", "pos_on_delivery"]
 Reference = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
@@ -39,7 +49,7 @@ class CreatePaymentLink(_Command):
     takes the money when the customer pays; ``manual`` only authorizes it, to be captured later (by staff,
     or automatically when the order reaches ``OMS_PAYMENT_CAPTURE_STAGE``)."""
 
-    capture_method: Literal["automatic", "manual"] | None = None
+    capture_method: CaptureMethod | None = None
 
 
 class CapturePayment(_Command):
@@ -91,7 +101,7 @@ class ManualRefundList(_View):
 
 class PaymentView(_View):
     id: str
-    method: str
+    method: PaymentMethod
     status: str
     amount: MoneyValue
     provider_ref: str | None = None
@@ -118,9 +128,9 @@ class PaymentSummary(_View):
     number: int
     currency: str
     total: MoneyValue
-    payment_method: str | None = None
-    stage: str
-    status: str
+    payment_method: PaymentMethod | None = None
+    stage: Stage
+    status: PaymentStatus
     paid_at: datetime | None = None
     on_hold_reason: str | None = None
     authorized: MoneyValue
@@ -143,7 +153,7 @@ class PaymentLinkView(_View):
     amount: MoneyValue
     currency: str
     status: str
-    capture_method: str = "automatic"
+    capture_method: CaptureMethod = "automatic"
 
 
 class RefundLineView(_View):
@@ -172,7 +182,7 @@ class RefundPreviewView(_View):
     adjustment_fee: MoneyValue
     total: MoneyValue
     refundable_before: MoneyValue
-    status_after: str | None = None
+    status_after: PaymentStatus | None = None
     allocations: list[AllocationView] = Field(default_factory=list)
     errors: list[dict[str, str]] = Field(default_factory=list)
     already_applied: bool = False

@@ -26,7 +26,6 @@ import hashlib
 import html
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -43,7 +42,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
-from services.payments.provider.adapter import decode_webhook_secret, generate_webhook_secret, sign_webhook
+from services.payments.provider.adapter import decode_webhook_secret, sign_webhook
 from shared.money import MoneyError, normalize_currency, parse_amount
 
 log = logging.getLogger("oms.sandbox_provider")
@@ -548,24 +547,22 @@ def create_app(
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Sandbox card payment provider (tests and demos only)")
-    # With no arguments (``oms run``) it works with the local gateway: port OMS_SANDBOX_PORT (8090), webhooks
-    # to the gateway on OMS_HTTP_PORT, signed with OMS_SANDBOX_WEBHOOK_SECRET or the development secret.
-    from services.payments.settings import default_webhook_url, sandbox_port, webhook_secret
+    # With no arguments (``oms run``) it works with the local gateway: ``SandboxSettings`` (OMS_SANDBOX_*) give
+    # the port, where webhooks go and the secret they are signed with (the development one only in development).
+    from services.payments.settings import get_sandbox_settings
 
-    parser.add_argument("--host", default=os.environ.get("OMS_SANDBOX_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=sandbox_port())
-    parser.add_argument("--webhook-url", default=default_webhook_url())
-    parser.add_argument("--webhook-secret", default=webhook_secret())
+    settings = get_sandbox_settings()
+    parser.add_argument("--host", default=settings.sandbox_host)
+    parser.add_argument("--port", type=int, default=settings.sandbox_port)
+    parser.add_argument("--webhook-url", default=settings.webhook_url())
+    parser.add_argument("--webhook-secret", default=None, help="default: OMS_SANDBOX_WEBHOOK_SECRET")
     parser.add_argument("--duplicate-rate", type=float, default=0.0)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds before each webhook delivery")
     parser.add_argument("--max-delay", type=float, default=None, help="random delay between --delay and this")
-    parser.add_argument("--api-key", default=os.environ.get("OMS_SANDBOX_API_KEY"))
+    parser.add_argument("--api-key", default=settings.api_key())
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    secret = args.webhook_secret
-    if not secret:
-        secret = generate_webhook_secret()
-        log.warning("no webhook secret given; generated %s", secret)
+    secret = args.webhook_secret or settings.webhook_secret()
     if not args.webhook_url:
         log.warning("no --webhook-url: events are recorded (GET /v1/events) but not delivered")
     delay: float | tuple[float, float] = args.delay

@@ -1,4 +1,5 @@
-"""The payment dimension of an order, as pure functions and immutable values.
+"""The money rules of an order's payments: statuses from amounts, the ledger, refunds. Pure functions and
+immutable values.
 
 Nothing here does I/O: no database, no AMQP, no HTTP, no clock. The service layer loads an order and its
 ledger, calls these functions, and persists what they return. Keeping the money rules pure means they can
@@ -34,6 +35,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
+from services.payments.contracts.vocabulary import MANUAL_METHODS, PaymentMethod, PaymentStatus
 from shared.money import (
     ZERO,
     MoneyError,
@@ -45,23 +47,8 @@ from shared.money import (
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# Money
-# ---------------------------------------------------------------------------------------------------------
-
-# ---------------------------------------------------------------------------------------------------------
 # Statuses
 # ---------------------------------------------------------------------------------------------------------
-
-
-class PaymentStatus(str, enum.Enum):
-    """Payment dimension of an order, as shown to merchants (see the help-center page on statuses)."""
-
-    UNPAID = "unpaid"
-    IN_PROGRESS = "in_progress"
-    PARTIALLY_PAID = "partially_paid"
-    PAID = "paid"
-    PARTIALLY_REFUNDED = "partially_refunded"
-    REFUNDED = "refunded"
 
 
 class CaptureLevel(str, enum.Enum):
@@ -171,20 +158,6 @@ def overpaid_amount(order_total: Decimal, captured: Decimal, refunded: Decimal =
 # ---------------------------------------------------------------------------------------------------------
 
 
-class PaymentMethod(str, enum.Enum):
-    """How the customer pays. Manual methods leave the order unpaid until staff record money received."""
-
-    CASH_ON_DELIVERY = "cash_on_delivery"
-    BANK_TRANSFER = "bank_transfer"
-    POS_ON_DELIVERY = "pos_on_delivery"
-    CARD = "card"
-
-
-MANUAL_METHODS: frozenset[PaymentMethod] = frozenset(
-    {PaymentMethod.CASH_ON_DELIVERY, PaymentMethod.BANK_TRANSFER, PaymentMethod.POS_ON_DELIVERY}
-)
-
-
 def is_manual(method: PaymentMethod | str) -> bool:
     """True when no provider is involved: money is recorded by staff (``manual_received`` entries)."""
     return PaymentMethod(method) in MANUAL_METHODS
@@ -208,6 +181,7 @@ class OrderLine:
     unit_price: Decimal
     discount: Decimal = ZERO
     tax: Decimal = ZERO
+    name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.quantity, bool) or not isinstance(self.quantity, int) or self.quantity < 0:

@@ -1,0 +1,96 @@
+"""The payment dimension of an order: the money rules (``ledger``) and the loaded aggregate (``account``).
+
+Nothing here does I/O: no database, no AMQP, no HTTP, no clock. The use cases load an order's payments
+(``account.OrderPayments``), call these functions on it, and the store saves what changed. Keeping the money
+rules pure means they can be tested exhaustively (including property tests) and that the same rules run in
+previews and in commits, so a refund preview shown to staff is exactly what will be refunded.
+
+The vocabulary (``PaymentStatus``, ``PaymentMethod``) is the contract's (``services.payments.contracts``),
+re-exported here for the domain's readers.
+"""
+
+from services.payments.contracts.vocabulary import MANUAL_METHODS, PaymentMethod, PaymentStatus
+from services.payments.domain.account import (
+    CLOSED_STAGES,
+    NEVER_FULFILLED,
+    NO_NEW_PAYMENTS,
+    OrderPayments,
+    PaymentAttempt,
+    Recorded,
+    StatusChange,
+    capture_stages_from,
+    placed,
+)
+from services.payments.domain.ledger import (
+    MONEY_IN,
+    MONEY_OUT,
+    STATUS_TABLE,
+    CaptureLevel,
+    EntryKind,
+    Ledger,
+    LedgerChange,
+    LedgerEntry,
+    LedgerSummary,
+    LineAllocation,
+    OrderLine,
+    PaymentAllocation,
+    PaymentOrder,
+    RefundLevel,
+    RefundLinePreview,
+    RefundPreview,
+    RefundRejected,
+    RefundRequest,
+    Violation,
+    capture_level,
+    compute_status,
+    errors_as_dicts,
+    is_manual,
+    line_totals,
+    overpaid_amount,
+    preview_refund,
+    refund_amount_for_units,
+    refund_level,
+)
+
+__all__ = [
+    "CLOSED_STAGES",
+    "CaptureLevel",
+    "EntryKind",
+    "Ledger",
+    "LedgerChange",
+    "LedgerEntry",
+    "LedgerSummary",
+    "LineAllocation",
+    "MANUAL_METHODS",
+    "MONEY_IN",
+    "MONEY_OUT",
+    "NEVER_FULFILLED",
+    "NO_NEW_PAYMENTS",
+    "OrderLine",
+    "OrderPayments",
+    "PaymentAllocation",
+    "PaymentAttempt",
+    "PaymentMethod",
+    "PaymentOrder",
+    "PaymentStatus",
+    "Recorded",
+    "RefundLevel",
+    "RefundLinePreview",
+    "RefundPreview",
+    "RefundRejected",
+    "RefundRequest",
+    "STATUS_TABLE",
+    "StatusChange",
+    "Violation",
+    "capture_level",
+    "capture_stages_from",
+    "compute_status",
+    "errors_as_dicts",
+    "is_manual",
+    "line_totals",
+    "overpaid_amount",
+    "placed",
+    "preview_refund",
+    "refund_amount_for_units",
+    "refund_level",
+]

@@ -1,0 +1,42 @@
+"""The payments use cases: plain functions of a ``Database`` and a ``PaymentProvider``, split by concern.
+
+* ``payments``: the summary, manual payments, card payment links, staff captures;
+* ``webhooks``: provider webhooks, a table of handlers by event type;
+* ``refunds``: refund preview and refund, the manual refunds worklist, pay-outs;
+* ``saga``: reacting to order events (settle closed orders, capture at the capture stage);
+* ``common``: recording money on the aggregate, reporting violations, announcing the status;
+* ``views``: answers built by the contract's models.
+
+The Nameko class (``services.payments.service``) only forwards its entrypoints here.
+"""
+
+from services.payments.usecases.payments import (
+    capture_payment,
+    create_payment_link,
+    record_manual_payment,
+    summary,
+)
+from services.payments.usecases.refunds import manual_refunds, mark_refund_paid_out, refund, refund_preview
+from services.payments.usecases.saga import (
+    apply_order_event,
+    capture_open_authorizations,
+    handle_order_event,
+    settle_closed_order,
+)
+from services.payments.usecases.webhooks import handle_webhook
+
+__all__ = [
+    "apply_order_event",
+    "capture_open_authorizations",
+    "capture_payment",
+    "create_payment_link",
+    "handle_order_event",
+    "handle_webhook",
+    "manual_refunds",
+    "mark_refund_paid_out",
+    "record_manual_payment",
+    "refund",
+    "refund_preview",
+    "settle_closed_order",
+    "summary",
+]
