@@ -1,15 +1,19 @@
-"""Typed settings read from the environment (12-factor).
+"""Typed settings read from the environment (12-factor): the common ones here, each service's in its own class.
 
 Every variable has a default that works on a developer machine with a local Postgres and RabbitMQ, so
 ``make run`` needs no configuration; a wrong value fails at start-up with a message naming the variable.
+Each service's settings class subclasses :class:`Settings` and is named in its manifest; ``oms config`` and
+the README's configuration table list every variable of every such class (:func:`config_rows`), with
+secrets and the passwords inside URLs masked.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The fulfilment stages in the order they come (the orders stage table), where card money may be captured.
@@ -51,6 +55,22 @@ class Settings(BaseSettings):
         "shipped", description="With manual capture: the order stage at which authorized cards are captured."
     )
     state_dir: str = Field(".oms", description="Where `make run` keeps the local developer API key.")
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="development: local defaults (a development webhook secret); production: every secret must be set",
+    )
+    # The sandbox provider's settings, read from the environment by services/payments/settings.py; listed here
+    # until they move to the payments service's settings classes (PaymentsSettings, SandboxSettings).
+    sandbox_host: str = Field("127.0.0.1", description="Address the sandbox payment provider listens on.")
+    sandbox_port: int = Field(8090, ge=1, le=65535, description="Port of the sandbox payment provider.")
+    sandbox_webhook_url: str | None = Field(
+        None, description="Where the sandbox delivers its webhooks; unset: the local gateway's webhook endpoint."
+    )
+    sandbox_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret that signs the payment provider's webhooks (sandbox and payments); unset: the "
+        "development secret.",
+    )
 
     @field_validator("retry_delays")
     @classmethod
@@ -77,20 +97,77 @@ class SettingsError(SystemExit):
     """Raised at start-up with a readable list of the bad variables."""
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def read_settings(cls: type[Settings]) -> Any:
+    """An instance of a settings class, or :class:`SettingsError` naming each bad variable."""
     try:
-        return Settings()
+        return cls()
     except ValidationError as exc:
-        lines = [
-            f"  OMS_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
-        ]
+        lines = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"  OMS_{str(err['loc'][0]).upper()}: {msg}" if err["loc"] else f"  {msg}")
         raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None
 
 
-def settings_table() -> list[tuple[str, str, str]]:
-    """(variable, default, description) for the README and `oms config`."""
-    rows = []
-    for name, field in Settings.model_fields.items():
-        rows.append((f"OMS_{name.upper()}", str(field.default), field.description or ""))
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings: Settings = read_settings(Settings)
+    return settings
+
+
+MASK = "**********"
+
+
+def shown(value: Any) -> str:
+    """A setting's value as it may be printed: secrets masked, and the password inside a URL."""
+    if isinstance(value, SecretStr):
+        return MASK if value.get_secret_value() else ""
+    if value is None:
+        return "(unset)"
+    text = str(value)
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.password:
+            netloc = f"{parts.username or ''}:****@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+    return text
+
+
+def variable(field_name: str) -> str:
+    return f"OMS_{field_name.upper()}"
+
+
+def config_rows(classes: dict[str, type[Settings]] | None = None) -> list[tuple[str, str, str, str]]:
+    """(used by, variable, default, description) of every variable of every service's settings class.
+
+    Common settings (:class:`Settings`) come first as used by ``all``; then each service's own variables, once
+    (a variable two services declare is listed under the first). ``classes``: service name -> settings class;
+    default: the registry's.
+    """
+    if classes is None:
+        from shared.registry import settings_classes
+
+        classes = settings_classes()
+    rows = [("all", variable(n), shown(f.default), f.description or "") for n, f in Settings.model_fields.items()]
+    seen = set(Settings.model_fields)
+    for service, cls in classes.items():
+        for name, f in cls.model_fields.items():
+            if name not in seen:
+                seen.add(name)
+                rows.append((service, variable(name), shown(f.default), f.description or ""))
     return rows
+
+
+def current_values(classes: dict[str, type[Settings]] | None = None) -> dict[str, str]:
+    """Variable -> its current value as it may be printed (masked), read through each settings class."""
+    if classes is None:
+        from shared.registry import settings_classes
+
+        classes = settings_classes()
+    values: dict[str, str] = {}
+    all_classes: list[type[Settings]] = [Settings, *classes.values()]
+    for cls in all_classes:
+        instance = read_settings(cls)
+        for name in cls.model_fields:
+            values.setdefault(variable(name), shown(getattr(instance, name)))
+    return values
