@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from shared.config import Settings
+if TYPE_CHECKING:  # imported for real only after eventlet has patched the standard library
+    from shared.config import Settings
 
 
 def nameko_config(settings: object) -> dict[str, object]:
@@ -48,6 +50,7 @@ def load_service(name: str) -> type:
 
 def settings_class(name: str) -> type[Settings]:
     """The service's own settings class (its manifest's), so a bad or missing variable stops it at start-up."""
+    from shared.config import Settings
     from shared.registry import load, services
 
     for spec in services():

@@ -233,3 +233,28 @@ def test_dlq_list_keeps_messages_and_replay_moves_only_the_selected_one(migrated
         _remove_from_dlq(url, {a, b, c})
         ch.queue_delete(scratch)
         conn.close()
+
+
+# ------------------------------------------------------------------------------------------------ apikey
+def test_apikey_commands_come_from_the_gateway_manifest_and_the_dev_key_is_stable(migrated: dict[str, str]) -> None:
+    """``oms apikey`` is the gateway's typer app, mounted from the registry; ``oms run`` gets the developer key
+    through ``oms apikey dev-key``, the same key on every start while it is valid, a new one once revoked."""
+    from oms.cli import app
+    from oms.cli.common import read_dev_key
+    from oms.cli.system import _dev_api_key
+    from shared.config import get_settings
+
+    runner = CliRunner()
+    created = runner.invoke(app, ["apikey", "create", "cli-test"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    listed = runner.invoke(app, ["apikey", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "cli-test" in listed.output
+    assert runner.invoke(app, ["apikey", "revoke", key]).exit_code == 0
+    assert runner.invoke(app, ["apikey", "revoke", key]).exit_code == 1  # no active key matches any more
+
+    first = _dev_api_key()
+    assert first and _dev_api_key() == first == read_dev_key(get_settings())
+    assert runner.invoke(app, ["apikey", "revoke", first]).exit_code == 0
+    second = _dev_api_key()
+    assert second and second != first
