@@ -44,6 +44,8 @@ class Process:
     argv: tuple[str, ...]
     development_only: bool = False
     ready: str = "Uvicorn running"
+    settings: str | None = None
+    """Its own settings class, when it is not the service's (the sandbox provider's); listed by ``oms config``."""
 
     def command(self) -> list[str]:
         return [sys.executable, *self.argv]
@@ -143,8 +145,13 @@ def nameko_classes() -> dict[str, str]:
 
 
 def settings_classes() -> dict[str, type[Settings]]:
-    """Service name -> its settings class, imported."""
-    return {s.name: load(s.settings) for s in services()}
+    """Service name -> its settings class, then process name -> the class of a process that has its own."""
+    classes: dict[str, type[Settings]] = {s.name: load(s.settings) for s in services()}
+    for s in services():
+        for p in s.processes:
+            if p.settings:
+                classes.setdefault(p.name, load(p.settings))
+    return classes
 
 
 def docs_sections() -> dict[str, str]:
