@@ -26,11 +26,13 @@ test: $(STAMP) lint typecheck
 	$(BIN)/pytest -m integration -q
 	$(BIN)/pytest -m e2e -q
 
+## lint: ruff, and the import rules (services meet only through contracts; shared is a leaf; pure domains).
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
-	$(BIN)/mypy shared services
+	$(BIN)/mypy shared services oms
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -m unit -q

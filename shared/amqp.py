@@ -15,12 +15,15 @@ from urllib.parse import unquote, urlsplit
 
 import amqp
 
+from shared.messages import DEAD_LETTER_QUEUE, DELAY_EXCHANGE, EVENTS_EXCHANGE, REDELIVER_EXCHANGE, OutgoingMessage
+
 log = logging.getLogger(__name__)
 
-EVENTS_EXCHANGE = "oms.events"
-REDELIVER_EXCHANGE = "oms.redeliver"
-DELAY_EXCHANGE = "oms.delay"
-DEAD_LETTER_QUEUE = "oms.dead-letters"
+__all__ = [
+    "DEAD_LETTER_QUEUE", "DELAY_EXCHANGE", "EVENTS_EXCHANGE", "REDELIVER_EXCHANGE", "OutgoingMessage",
+    "ConfirmedPublisher", "PublishFailed", "Subscription", "Topology", "connect", "connection_params",
+    "declare_topology", "delay_queue_name",
+]
 
 
 def connection_params(url: str) -> dict[str, Any]:
@@ -88,15 +91,6 @@ def declare_topology(url: str, topology: Topology) -> None:
         ch.close()
     finally:
         conn.close()
-
-
-@dataclass
-class OutgoingMessage:
-    exchange: str
-    routing_key: str
-    body: bytes
-    properties: dict[str, Any]
-    mandatory: bool = False
 
 
 class PublishFailed(Exception):

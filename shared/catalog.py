@@ -15,8 +15,12 @@ from pydantic import ValidationError
 from shared.envelope import Envelope, EventModel
 from shared.errors import PermanentError
 
-# Services whose events module is part of the public contract, in publishing order of the docs.
-EVENT_MODULES = ("services.orders.contracts.events", "services.payments.contracts.events")
+
+def event_modules() -> dict[str, str]:
+    """Service -> the ``events`` module of its contract package, for every registry service that has one."""
+    from shared.registry import services
+
+    return {s.name: s.events_module for s in services() if s.events_module}
 
 
 @dataclass(frozen=True)
@@ -39,14 +43,13 @@ def register(service: str, *models: type[EventModel]) -> None:
 
 
 def load_all() -> dict[str, CatalogEntry]:
-    for module_name in EVENT_MODULES:
+    for service, module_name in event_modules().items():
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
             if exc.name != module_name:
                 raise
-            continue
-        service = module_name.split(".")[1]
+            continue  # a contract package without events: the service publishes none
         models = [
             obj
             for obj in vars(module).values()

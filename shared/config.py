@@ -1,15 +1,19 @@
-"""Typed settings read from the environment (12-factor).
+"""Typed settings read from the environment (12-factor): the common ones here, each service's in its own class.
 
 Every variable has a default that works on a developer machine with a local Postgres and RabbitMQ, so
 ``make run`` needs no configuration; a wrong value fails at start-up with a message naming the variable.
+Each service's settings class subclasses :class:`Settings` and is named in its manifest; ``oms config`` and
+the README's configuration table list every variable of every such class (:func:`config_rows`), with
+secrets and the passwords inside URLs masked.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -62,13 +66,14 @@ S = TypeVar("S", bound=Settings)
 
 
 def load(cls: type[S]) -> S:
-    """Read a settings class from the environment; a bad value stops start-up naming the variable."""
+    """Read a settings class from the environment; a bad value stops start-up naming each variable."""
     try:
         return cls()
     except ValidationError as exc:
-        lines = [
-            f"  OMS_{str(err['loc'][0]).upper()}: {err['msg']}" for err in exc.errors()
-        ]
+        lines = []
+        for err in exc.errors():
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"  OMS_{str(err['loc'][0]).upper()}: {msg}" if err["loc"] else f"  {msg}")
         raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None
 
 
@@ -77,13 +82,59 @@ def get_settings() -> Settings:
     return load(Settings)
 
 
-def settings_table(*classes: type[Settings]) -> list[tuple[str, str, str]]:
-    """(variable, default, description) for the README and `oms config`: the common settings, then each
-    given class's own (a variable appears once)."""
-    rows: dict[str, tuple[str, str, str]] = {}
-    every: tuple[type[Settings], ...] = (Settings, *classes)
-    for cls in every:
-        for name, field in cls.model_fields.items():
-            var = f"OMS_{name.upper()}"
-            rows.setdefault(var, (var, str(field.default), field.description or ""))
-    return list(rows.values())
+MASK = "**********"
+
+
+def shown(value: Any) -> str:
+    """A setting's value as it may be printed: secrets masked, and the password inside a URL."""
+    if isinstance(value, SecretStr):
+        return MASK if value.get_secret_value() else ""
+    if value is None:
+        return "(unset)"
+    text = str(value)
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.password:
+            netloc = f"{parts.username or ''}:****@{parts.hostname or ''}" + (f":{parts.port}" if parts.port else "")
+            return urlunsplit(parts._replace(netloc=netloc))
+    return text
+
+
+def variable(field_name: str) -> str:
+    return f"OMS_{field_name.upper()}"
+
+
+def config_rows(classes: dict[str, type[Settings]] | None = None) -> list[tuple[str, str, str, str]]:
+    """(used by, variable, default, description) of every variable of every service's settings class.
+
+    Common settings (:class:`Settings`) come first as used by ``all``; then each service's own variables, once
+    (a variable two services declare is listed under the first). ``classes``: service name -> settings class;
+    default: the registry's.
+    """
+    if classes is None:
+        from shared.registry import settings_classes
+
+        classes = settings_classes()
+    rows = [("all", variable(n), shown(f.default), f.description or "") for n, f in Settings.model_fields.items()]
+    seen = set(Settings.model_fields)
+    for service, cls in classes.items():
+        for name, f in cls.model_fields.items():
+            if name not in seen:
+                seen.add(name)
+                rows.append((service, variable(name), shown(f.default), f.description or ""))
+    return rows
+
+
+def current_values(classes: dict[str, type[Settings]] | None = None) -> dict[str, str]:
+    """Variable -> its current value as it may be printed (masked), read through each settings class."""
+    if classes is None:
+        from shared.registry import settings_classes
+
+        classes = settings_classes()
+    values: dict[str, str] = {}
+    all_classes: list[type[Settings]] = [Settings, *classes.values()]
+    for cls in all_classes:
+        instance = load(cls)
+        for name in cls.model_fields:
+            values.setdefault(variable(name), shown(getattr(instance, name)))
+    return values

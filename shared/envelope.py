@@ -18,8 +18,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from shared.amqp import EVENTS_EXCHANGE, OutgoingMessage
 from shared.errors import PermanentError
+from shared.messages import EVENTS_EXCHANGE, OutgoingMessage
 
 CONTENT_TYPE = "application/cloudevents+json"
 

@@ -21,16 +21,22 @@ from shared.db import check_ident, ensure_database
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-SHARED_MIGRATIONS = ROOT / "shared" / "migrations"
+SHARED_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-# schema -> migration folders, in order. Services that publish events get the backbone tables.
-SCHEMAS: dict[str, list[Path]] = {
-    "gateway": [ROOT / "services" / "gateway" / "migrations"],
-    "orders": [SHARED_MIGRATIONS, ROOT / "services" / "orders" / "migrations"],
-    "payments": [SHARED_MIGRATIONS, ROOT / "services" / "payments" / "migrations"],
-}
 MIGRATE_LOCK = 727_001  # advisory lock id shared by every `oms migrate`
+
+
+def schemas() -> dict[str, list[Path]]:
+    """Schema -> migration folders, in order, from the registry: a service with ``backbone`` (it publishes or
+    consumes events) gets the shared outbox/inbox tables first."""
+    from shared.registry import services
+
+    out: dict[str, list[Path]] = {}
+    for spec in services():
+        if spec.schema:
+            folders = [SHARED_MIGRATIONS] if spec.backbone else []
+            out[spec.schema] = folders + ([spec.migrations] if spec.migrations else [])
+    return out
 
 
 def yoyo_url(database_url: str, schema: str) -> str:
@@ -56,22 +62,13 @@ def migrate_schema(database_url: str, schema: str, folders: list[Path]) -> list[
 
 
 def subscriptions() -> Topology:
-    """Every subscriber queue of every service (imported lazily: the services are optional modules)."""
-    import importlib
-
+    """Every subscriber queue of every service: the event handlers of each registry service's Nameko class."""
     from shared.consumer import subscriptions_of
-    from shared.runtime import SERVICES
+    from shared.registry import load, nameko_classes
 
     topology = Topology()
-    for target in SERVICES.values():
-        module_name, cls_name = target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        topology.subscriptions.extend(subscriptions_of(getattr(module, cls_name)))
+    for target in nameko_classes().values():
+        topology.subscriptions.extend(subscriptions_of(load(target)))
     return topology
 
 
@@ -82,7 +79,7 @@ def migrate(settings: Settings, *, declare_amqp: bool = True) -> dict[str, list[
         conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         try:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
-            for schema, folders in SCHEMAS.items():
+            for schema, folders in schemas().items():
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {check_ident(schema)}")
                 applied[schema] = migrate_schema(settings.database_url, schema, folders)
         finally:

@@ -1,5 +1,8 @@
 """Start one Nameko service in this process: ``python -m shared.runtime orders``.
 
+The name is looked up in the service registry (``shared.registry``: the manifest's ``nameko_class``); a
+``module:Class`` target runs that class directly (tests' probe services).
+
 eventlet must patch the standard library before psycopg, kombu or the service module are imported, and
 psycopg must use its selector-based wait function, or one query blocks every green thread (measured: three
 ``pg_sleep(1)`` took 3 s instead of 1 s). Everything eventlet-specific stays in this module.
@@ -9,11 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
-SERVICES = {
-    "orders": "services.orders.service:OrdersService",
-    "payments": "services.payments.service:PaymentsService",
-}
+if TYPE_CHECKING:  # imported for real only after eventlet has patched the standard library
+    from shared.config import Settings
 
 
 def nameko_config(settings: object) -> dict[str, object]:
@@ -37,13 +39,24 @@ def nameko_config(settings: object) -> dict[str, object]:
 
 
 def load_service(name: str) -> type:
-    import importlib
+    from shared.registry import load, nameko_classes
 
-    target = SERVICES.get(name) or (name if ":" in name else "")
+    known = nameko_classes()
+    target = known.get(name) or (name if ":" in name else "")
     if not target:
-        raise SystemExit(f"unknown service {name!r}; known: {', '.join(sorted(SERVICES))} (or module:Class)")
-    module_name, cls_name = target.split(":")
-    return getattr(importlib.import_module(module_name), cls_name)  # type: ignore[no-any-return]
+        raise SystemExit(f"unknown service {name!r}; known: {', '.join(sorted(known))} (or module:Class)")
+    return load(target)  # type: ignore[no-any-return]
+
+
+def settings_class(name: str) -> type[Settings]:
+    """The service's own settings class (its manifest's), so a bad or missing variable stops it at start-up."""
+    from shared.config import Settings
+    from shared.registry import load, services
+
+    for spec in services():
+        if spec.name == name:
+            return load(spec.settings)  # type: ignore[no-any-return]
+    return Settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -60,9 +73,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from nameko.runners import ServiceRunner
 
-    from shared.config import get_settings
+    from shared.config import load
 
-    settings = get_settings()
+    settings = load(settings_class(argv[0]))
     config = nameko_config(settings)
     logging.config.dictConfig(config["LOGGING"])  # type: ignore[arg-type]
     service_cls = load_service(argv[0])

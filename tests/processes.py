@@ -1,4 +1,7 @@
-"""Start the system's real processes (Nameko services, the gateway) for integration and e2e tests."""
+"""Start the system's real processes (Nameko services, the gateway) for integration and e2e tests.
+
+Commands come from the service registry (``shared.registry``), as ``oms run`` takes them.
+"""
 
 from __future__ import annotations
 
@@ -23,15 +26,32 @@ def service_process(target: str, env: dict[str, str], log_dir: Path, ready: str 
 
 
 @contextmanager
-def gateway_process(env: dict[str, str], log_dir: Path) -> Iterator[Path]:
-    with _process([sys.executable, "-m", "services.gateway"], "gateway", env, log_dir, "Uvicorn running") as log:
+def registry_process(
+    name: str, env: dict[str, str], log_dir: Path, *, only_given_settings: bool = False
+) -> Iterator[Path]:
+    """Run the registry's process ``name`` (what ``oms run NAME`` runs) until the block ends."""
+    from shared.registry import process
+
+    spec = process(name)
+    with _process(spec.command(), name, env, log_dir, spec.ready, only_given_settings=only_given_settings) as log:
         yield log
 
 
 @contextmanager
-def _process(cmd: list[str], name: str, env: dict[str, str], log_dir: Path, ready: str) -> Iterator[Path]:
+def gateway_process(env: dict[str, str], log_dir: Path) -> Iterator[Path]:
+    with registry_process("gateway", env, log_dir) as log:
+        yield log
+
+
+@contextmanager
+def _process(
+    cmd: list[str], name: str, env: dict[str, str], log_dir: Path, ready: str, *, only_given_settings: bool = False
+) -> Iterator[Path]:
+    """``only_given_settings``: the process sees no OMS_* variable of this process's environment, only ``env``'s
+    (a deployment's environment, exactly)."""
     log = log_dir / f"{name}.log"
-    full_env = {**os.environ, **env, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    inherited = {k: v for k, v in os.environ.items() if not (only_given_settings and k.startswith("OMS_"))}
+    full_env = {**inherited, **env, "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     try:

@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from shared.cli import app
-from shared.cli import bench as bench_cli
-from shared.cli import demo as demo_cli
-from shared.cli.demo import (
+from oms.cli import app
+from oms.cli import bench as bench_cli
+from oms.cli import demo as demo_cli
+from oms.cli.demo import (
     CARD_GAVE_UP,
     CARD_PAID,
     CARD_PAID_3DS,

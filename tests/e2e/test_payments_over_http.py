@@ -292,7 +292,7 @@ def test_authorize_now_capture_later_over_http(payments: Payments, tap: Any) -> 
 def _dead_letters(subject: str) -> list[dict[str, Any]]:
     from typer.testing import CliRunner
 
-    from shared.cli import app
+    from oms.cli import app
 
     result = CliRunner().invoke(app, ["dlq", "list", "--json", "--limit", "10000"])
     assert result.exit_code == 0, result.output
@@ -304,7 +304,7 @@ def test_a_provider_outage_during_the_cancel_refund_is_retried_dead_lettered_and
 ) -> None:
     from typer.testing import CliRunner
 
-    from shared.cli import app
+    from oms.cli import app
 
     with payments.api() as api:
         order, payment = paid_card_order(payments, api)

@@ -157,7 +157,7 @@ def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered_and_can_be
         tx.execute("INSERT INTO switches VALUES ('fixed')")
     from typer.testing import CliRunner
 
-    from shared.cli import app
+    from oms.cli import app
 
     result = CliRunner().invoke(app, ["dlq", "replay", "--id", str(failing.id)])
     assert result.exit_code == 0, result.output

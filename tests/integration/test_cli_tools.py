@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-OMS = [sys.executable, "-c", "from shared.cli import app; app(prog_name='oms')"]
+OMS = [sys.executable, "-c", "from oms.cli import app; app(prog_name='oms')"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -88,7 +88,7 @@ def _dead_letter(message_id: str, queue: str, *, error: str = "RuntimeError: boo
 
 
 def _dlq_rows(runner: CliRunner) -> dict[str, dict[str, Any]]:
-    from shared.cli import app
+    from oms.cli import app
 
     result = runner.invoke(app, ["dlq", "list", "--json", "--limit", "10000"])
     assert result.exit_code == 0, result.output
@@ -117,7 +117,7 @@ def _remove_from_dlq(url: str, message_ids: set[str]) -> None:
 
 # ------------------------------------------------------------------------------------------------ events tail
 def test_binding_keys_widen_a_trailing_star() -> None:
-    from shared.cli.events import binding_keys
+    from oms.cli.events import binding_keys
 
     assert binding_keys(None) == ["#"]
     assert binding_keys(["order.*"]) == ["order.#"]
@@ -127,7 +127,7 @@ def test_binding_keys_widen_a_trailing_star() -> None:
 
 
 def test_event_summary_lines() -> None:
-    from shared.cli.events import format_line, summarize
+    from oms.cli.events import format_line, summarize
 
     assert summarize("order.stage_changed.v1", {"number": 1001, "from_stage": "placed", "to_stage": "confirmed"}) == (
         "#1001 placed → confirmed"
@@ -180,8 +180,8 @@ def test_events_tail_prints_the_cloudevents_published_after_it_subscribed(migrat
 
 # ------------------------------------------------------------------------------------------------ dlq
 def test_dlq_list_keeps_messages_and_replay_moves_only_the_selected_one(migrated: dict[str, str]) -> None:
+    from oms.cli import app
     from shared.amqp import connect
-    from shared.cli import app
 
     url = migrated["OMS_AMQP_URL"]
     runner = CliRunner()
@@ -233,3 +233,28 @@ def test_dlq_list_keeps_messages_and_replay_moves_only_the_selected_one(migrated
         _remove_from_dlq(url, {a, b, c})
         ch.queue_delete(scratch)
         conn.close()
+
+
+# ------------------------------------------------------------------------------------------------ apikey
+def test_apikey_commands_come_from_the_gateway_manifest_and_the_dev_key_is_stable(migrated: dict[str, str]) -> None:
+    """``oms apikey`` is the gateway's typer app, mounted from the registry; ``oms run`` gets the developer key
+    through ``oms apikey dev-key``, the same key on every start while it is valid, a new one once revoked."""
+    from oms.cli import app
+    from oms.cli.common import read_dev_key
+    from oms.cli.system import _dev_api_key
+    from shared.config import get_settings
+
+    runner = CliRunner()
+    created = runner.invoke(app, ["apikey", "create", "cli-test"])
+    assert created.exit_code == 0, created.output
+    key = created.output.strip().splitlines()[-1]
+    listed = runner.invoke(app, ["apikey", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and "cli-test" in listed.output
+    assert runner.invoke(app, ["apikey", "revoke", key]).exit_code == 0
+    assert runner.invoke(app, ["apikey", "revoke", key]).exit_code == 1  # no active key matches any more
+
+    first = _dev_api_key()
+    assert first and _dev_api_key() == first == read_dev_key(get_settings())
+    assert runner.invoke(app, ["apikey", "revoke", first]).exit_code == 0
+    second = _dev_api_key()
+    assert second and second != first

@@ -23,7 +23,7 @@ def test_two_concurrent_migrations_on_a_new_database_both_succeed_and_a_third_ch
     name = f"oms_migrate_{uuid.uuid4().hex[:8]}"
     url = urlunsplit(urlsplit(servers.database_url)._replace(path="/" + name))
     env = {**os.environ, "OMS_DATABASE_URL": url, "OMS_AMQP_URL": servers.amqp_url, "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, "-c", "from shared.cli import app; app()", "migrate"]
+    cmd = [sys.executable, "-c", "from oms.cli import app; app()", "migrate"]
     try:
         procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
         outputs = [p.communicate(timeout=120)[0].decode() for p in procs]

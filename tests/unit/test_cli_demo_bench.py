@@ -16,10 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
-from shared.cli import demo as demo_cli
-from shared.cli.bench import event_kind, percentile
-from shared.cli.demo import (
+from oms.cli import demo as demo_cli
+from oms.cli.bench import event_kind, percentile
+from oms.cli.demo import (
     CARD_GAVE_UP,
     CARD_PAID,
     CARD_PAID_3DS,
@@ -31,6 +30,7 @@ from shared.cli.demo import (
     _route,
     run_demo,
 )
+from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 
 pytestmark = pytest.mark.unit
 
@@ -275,7 +275,7 @@ def test_event_kinds_and_percentiles() -> None:
 
 
 def test_the_listener_files_events_by_kind_and_subject_first_receipt_wins() -> None:
-    from shared.cli.bench import CONFIRMED, PLACED, EventListener, PlacedListener
+    from oms.cli.bench import CONFIRMED, PLACED, EventListener, PlacedListener
 
     listener = EventListener("amqp://unused", ("order.placed.v1", "order.stage_changed.v1"))
 

@@ -3,12 +3,17 @@
 Each checker returns a list of problems (empty = fine). The tests assert the real files give no problems, and
 the "mutation" tests break a copy of the real files in typical ways (a typo in a referenced ConfigMap name, a
 missing HPA, a fixed port on a scalable service, ...) and assert the checker notices, so the checks can fail.
+
+What must be deployed comes from the service registry (``shared.registry``): every process of every service
+(``oms run <name>``) is a compose service, every production process a k8s Deployment, and a setting is known
+when a registry service's settings class declares it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shlex
 import shutil
@@ -26,12 +31,20 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 K8S_DIR = ROOT / "deploy" / "k8s"
-DESIGN = ROOT / "docs" / "design.md"
 
-# `oms run <SERVICE>` names, from docs/design.md ("Processes").
-KNOWN_SERVICES = {"orders", "payments", "gateway", "sandbox-provider"}
-NAMEKO_SERVICES = {"orders", "payments"}
-K8S_SERVICES = {"orders", "payments", "gateway"}
+
+def _registry() -> tuple[set[str], set[str], set[str]]:
+    from shared.registry import nameko_classes, processes
+
+    return (
+        {p.name for p in processes(development=True)},
+        set(nameko_classes()),
+        {p.name for p in processes(development=False)},
+    )
+
+
+# `oms run <SERVICE>` names: every process of the registry; Nameko services; what a production cluster runs.
+KNOWN_SERVICES, NAMEKO_SERVICES, K8S_SERVICES = _registry()
 METRICS_PORT = 9100
 GATEWAY_PORT = 8080
 NAMESPACE = "oms"
@@ -40,22 +53,16 @@ NAMESPACE = "oms"
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def documented_settings(design_text: str) -> set[str]:
-    """The OMS_* names in the first column of the configuration table of docs/design.md."""
-    names: set[str] = set()
-    for line in design_text.splitlines():
-        line = line.strip()
-        if not line.startswith("|"):
-            continue
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        if cells:
-            names.update(re.findall(r"\bOMS_[A-Z0-9_]+\b", cells[0]))
-    return names
+def registry_settings() -> set[str]:
+    """Every OMS_* variable a settings class of the registry declares (``oms config``, the README table)."""
+    from shared.config import config_rows
+
+    return {var for _service, var, _default, _desc in config_rows()}
 
 
 @pytest.fixture(scope="module")
 def settings() -> set[str]:
-    return documented_settings(DESIGN.read_text())
+    return registry_settings()
 
 
 def command_problem(cmd: Any) -> str | None:
@@ -201,10 +208,41 @@ def compose_problems(compose: dict[str, Any], settings: set[str], raw_text: str 
     for infra in ("postgres", "rabbitmq"):
         if infra in services and "healthcheck" not in services[infra]:
             problems.append(f"compose service {infra!r}: no healthcheck")
+    problems += card_payment_problems(services)
 
     for var in re.findall(r"\$\{?(OMS_[A-Z0-9_]+)", raw_text):
         if var not in settings:
             problems.append(f"compose: interpolates undocumented {var}")
+    return problems
+
+
+def card_payment_problems(services: dict[str, Any]) -> list[str]:
+    """Card payments work between containers: payments reaches the sandbox provider, which listens on every
+    interface and delivers its webhooks to the gateway; both sign/verify with the same secret, which comes from
+    the environment (never a value committed in the file)."""
+    from services.payments.contracts.sandbox import WEBHOOK_PATH
+
+    by_target = {run_target(s.get("command")): n for n, s in services.items() if isinstance(s, dict)}
+    names = {t: by_target.get(t) for t in ("payments", "sandbox-provider", "gateway")}
+    if None in names.values():
+        return []  # reported above as a missing service
+    env = {t: env_dict(services[n].get("environment")) for t, n in names.items()}
+    problems: list[str] = []
+    sandbox, payments, gateway = env["sandbox-provider"], env["payments"], env["gateway"]
+    if sandbox.get("OMS_SANDBOX_HOST") != "0.0.0.0":
+        problems.append("compose sandbox-provider: OMS_SANDBOX_HOST must be 0.0.0.0 (other containers call it)")
+    provider = urlsplit(str(payments.get("OMS_SANDBOX_PROVIDER_URL", "")))
+    if (provider.hostname, str(provider.port)) != (names["sandbox-provider"], str(sandbox.get("OMS_SANDBOX_PORT"))):
+        problems.append(f"compose payments: OMS_SANDBOX_PROVIDER_URL {provider.geturl()!r} is not the sandbox service")
+    hook = urlsplit(str(sandbox.get("OMS_SANDBOX_WEBHOOK_URL", "")))
+    gateway_endpoint = (names["gateway"], str(gateway.get("OMS_HTTP_PORT")), WEBHOOK_PATH)
+    if (hook.hostname, str(hook.port), hook.path) != gateway_endpoint:
+        problems.append(f"compose sandbox-provider: OMS_SANDBOX_WEBHOOK_URL {hook.geturl()!r} is not the gateway's")
+    secrets = {t: env[t].get("OMS_SANDBOX_WEBHOOK_SECRET") for t in ("payments", "sandbox-provider")}
+    if None in secrets.values() or len(set(secrets.values())) != 1:
+        problems.append(f"compose: payments and sandbox-provider need the same OMS_SANDBOX_WEBHOOK_SECRET: {secrets}")
+    elif not str(secrets["payments"]).startswith("${OMS_SANDBOX_WEBHOOK_SECRET"):
+        problems.append("compose: OMS_SANDBOX_WEBHOOK_SECRET is committed in the file; take it from the environment")
     return problems
 
 
@@ -406,6 +444,14 @@ def k8s_problems(
                     problems.append(f"{cwhere}: {required} is not provided")
             if target in NAMEKO_SERVICES and "OMS_METRICS_PORT" not in provided:
                 problems.append(f"{cwhere}: OMS_METRICS_PORT is not provided")
+            if target == "payments":
+                from_secret = {
+                    v.get("name") for v in c.get("env") or [] if "secretKeyRef" in (v.get("valueFrom") or {})
+                }
+                secret_refs = [s["secretRef"].get("name") for s in c.get("envFrom") or [] if "secretRef" in s]
+                from_secret |= set().union(*(secrets.get(ref, set()) for ref in secret_refs))
+                if "OMS_SANDBOX_WEBHOOK_SECRET" not in from_secret:
+                    problems.append(f"{cwhere}: OMS_SANDBOX_WEBHOOK_SECRET does not come from a Secret")
 
         targeting = [
             h
@@ -554,9 +600,18 @@ def _exec_form(args: str) -> list[str] | None:
 # --------------------------------------------------------------------------------------------- tests
 
 
-def test_design_table_parsed(settings: set[str]) -> None:
+def test_registry_settings_are_known(settings: set[str]) -> None:
     for name in ("OMS_DATABASE_URL", "OMS_AMQP_URL", "OMS_HTTP_HOST", "OMS_HTTP_PORT", "OMS_METRICS_PORT"):
         assert name in settings
+    assert {"orders", "payments", "gateway", "sandbox-provider"} <= KNOWN_SERVICES
+    assert "sandbox-provider" not in K8S_SERVICES and NAMEKO_SERVICES <= K8S_SERVICES
+
+
+def test_dockerfile_runs_in_production_mode_with_the_cli() -> None:
+    instrs = dockerfile_instructions(DOCKERFILE.read_text())
+    assert re.search(r"\bOMS_ENV=production\b", " ".join(a for i, a in instrs if i == "ENV"))
+    copied = {a.split()[0].rstrip("/") for i, a in instrs if i == "COPY"}
+    assert {"shared", "services", "oms"} <= copied
 
 
 def test_compose_is_valid(compose: dict[str, Any], compose_text: str, settings: set[str]) -> None:
@@ -684,7 +739,16 @@ def _k8s_service_selector_typo(docs: dict[str, Any], kust: dict[str, Any]) -> No
                 d["spec"]["selector"] = {"app.kubernetes.io/component": "gatewy"}
 
 
+def _k8s_no_webhook_secret(docs: dict[str, Any], kust: dict[str, Any]) -> None:
+    for ds in docs.values():
+        for d in ds:
+            for c in (pod_spec(d) or {}).get("containers") or []:
+                if run_target(c.get("args")) == "payments":
+                    c["env"] = [v for v in c.get("env") or [] if v.get("name") != "OMS_SANDBOX_WEBHOOK_SECRET"]
+
+
 K8S_MUTATIONS = [
+    _k8s_no_webhook_secret,
     _k8s_typo_configmap,
     _k8s_typo_secret_key,
     _k8s_no_liveness,
@@ -751,7 +815,34 @@ def _c_gateway_localhost(c: dict[str, Any]) -> None:
     c["services"]["gateway"]["environment"]["OMS_HTTP_HOST"] = "127.0.0.1"
 
 
+def _c_sandbox_on_loopback(c: dict[str, Any]) -> None:
+    c["services"]["sandbox-provider"]["environment"]["OMS_SANDBOX_HOST"] = "127.0.0.1"
+
+
+def _c_webhooks_to_itself(c: dict[str, Any]) -> None:
+    env = c["services"]["sandbox-provider"]["environment"]
+    env["OMS_SANDBOX_WEBHOOK_URL"] = "http://127.0.0.1:8080/api/v1/payments/webhooks/sandbox"
+
+
+def _c_provider_on_localhost(c: dict[str, Any]) -> None:
+    c["services"]["payments"]["environment"]["OMS_SANDBOX_PROVIDER_URL"] = "http://127.0.0.1:8090"
+
+
+def _c_committed_secret(c: dict[str, Any]) -> None:
+    for svc in ("payments", "sandbox-provider"):
+        c["services"][svc]["environment"]["OMS_SANDBOX_WEBHOOK_SECRET"] = "whsec_c2VjcmV0"
+
+
+def _c_different_secrets(c: dict[str, Any]) -> None:
+    c["services"]["payments"]["environment"]["OMS_SANDBOX_WEBHOOK_SECRET"] = "${OMS_SANDBOX_WEBHOOK_SECRET_2}"
+
+
 COMPOSE_MUTATIONS = [
+    _c_sandbox_on_loopback,
+    _c_webhooks_to_itself,
+    _c_provider_on_localhost,
+    _c_committed_secret,
+    _c_different_secrets,
     _c_container_name,
     _c_fixed_port,
     _c_unknown_dependency,
@@ -805,8 +896,9 @@ def test_compose_config_cli() -> None:
     cli = _compose_cli()
     if cli is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    env = {**os.environ, "OMS_SANDBOX_WEBHOOK_SECRET": "whsec_c2VjcmV0"}
     result = subprocess.run(
-        [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60
+        [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
     )
     assert result.returncode == 0, result.stderr
 

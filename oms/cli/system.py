@@ -7,45 +7,25 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+from oms.cli import common
 
-# Processes ``oms run`` starts with no argument (development: the whole system on one machine).
-ALL_PROCESSES = ("orders", "payments", "gateway", "sandbox-provider")
+console = Console()
 
 
 def _command_for(name: str) -> list[str]:
-    from shared.runtime import SERVICES
+    """``python ...`` for a process of the registry (``oms run <name>``)."""
+    from shared.registry import process, processes
 
-    if name in SERVICES:
-        return [sys.executable, "-m", "shared.runtime", name]
-    if name == "gateway":
-        return [sys.executable, "-m", "services.gateway"]
-    if name == "sandbox-provider":
-        return [sys.executable, "-m", "services.payments.provider.sandbox"]
-    raise typer.BadParameter(f"unknown service {name!r}; known: {', '.join(ALL_PROCESSES)}")
-
-
-def _available(name: str) -> bool:
-    """Services whose code exists in this checkout (later issues add more)."""
-    import importlib.util
-
-    from shared.runtime import SERVICES
-
-    module = {
-        "gateway": "services.gateway.app",
-        "sandbox-provider": "services.payments.provider.sandbox",
-    }.get(name) or SERVICES[name].split(":")[0]
     try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+        return process(name).command()
+    except KeyError:
+        raise typer.BadParameter(f"unknown service {name!r}; known: {', '.join(p.name for p in processes())}") from None
 
 
 def migrate() -> None:
@@ -64,7 +44,9 @@ def run(
     ] = None,
 ) -> None:
     """Run services. One name: that service in this process (production). None: everything (development)."""
-    names = services or [n for n in ALL_PROCESSES if _available(n)]
+    from shared.registry import processes
+
+    names = services or [p.name for p in processes(development=True)]
     for name in names:
         _command_for(name)  # validates the name
     if len(names) == 1 and services:
@@ -73,9 +55,7 @@ def run(
 
 
 def _supervise(names: list[str]) -> None:
-    from shared.config import get_settings
-
-    settings = get_settings()
+    settings = common.settings()
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
@@ -87,15 +67,13 @@ def _supervise(names: list[str]) -> None:
     signal.signal(signal.SIGTERM, stop)
     for name in names:
         procs[name] = subprocess.Popen(_command_for(name), start_new_session=True)
-    key = _dev_api_key(settings)
-    from services.gateway.settings import get_settings as gateway_settings
-
-    api = gateway_settings()
-    base = f"http://{api.http_host}:{api.http_port}"
+    key = _dev_api_key()
+    base = common.base_url(settings)
     _wait_for_http(f"{base}/api/v1/health", timeout=30)
     console.print(f"\n[bold green]OMS is running[/]: {', '.join(names)}")
     console.print(f"  API:      {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json, docs: {base}/api/v1/docs)")
-    console.print(f"  API key:  [bold]{key}[/]   (send as 'Authorization: Bearer <key>')")
+    if key:
+        console.print(f"  API key:  [bold]{key}[/]   (send as 'Authorization: Bearer <key>')")
     console.print("  Events:   oms events tail      Dead letters: oms dlq list      Ctrl-C stops everything\n")
     try:
         while not stopping:
@@ -138,31 +116,32 @@ def _wait_for_http(url: str, timeout: float) -> None:
     console.print(f"[yellow]warning: {url} did not answer within {timeout:.0f}s[/]")
 
 
-def _dev_api_key(settings: object) -> str:
-    """The developer's API key, kept in OMS_STATE_DIR so every `make run` prints the same working key."""
-    from shared.cli.apikey import ensure_dev_key
+def _dev_api_key() -> str | None:
+    """The developer's API key, from ``oms apikey dev-key`` (the gateway's sub-app, mounted from the registry).
 
-    return ensure_dev_key(settings)
+    Kept in OMS_STATE_DIR so every ``make run`` prints the same working key; None without an ``apikey`` app.
+    """
+    import contextlib
+    import io
+
+    from oms.cli import app
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            app(["apikey", "dev-key"], prog_name="oms", standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - no key is a warning: the system runs without it
+        console.print(f"[yellow]warning: no developer API key ({exc})[/]")
+        return None
+    return out.getvalue().strip().splitlines()[-1] if out.getvalue().strip() else None
 
 
 def config() -> None:
-    """Print every configuration variable, its default and its current value."""
-    from services.gateway.settings import GatewaySettings  # until the registry lists them all
-    from services.orders.settings import OrdersSettings
-    from services.payments.settings import PaymentsSettings, SandboxSettings
-    from shared.config import load, settings_table
+    """Print every configuration variable of every service: default, current value (secrets masked), meaning."""
+    from shared.config import config_rows, current_values
 
-    classes = (GatewaySettings, OrdersSettings, PaymentsSettings, SandboxSettings)
-    current = [load(cls) for cls in classes]  # a wrong value: the readable message naming the variable
-    table = Table("variable", "default", "current", "meaning")
-    for var, default, desc in settings_table(*classes):
-        name = var.removeprefix("OMS_").lower()
-        value = next(getattr(s, name) for s in current if name in type(s).model_fields)
-        table.add_row(var, default, str(value), desc)
+    current = current_values()  # a wrong value: the readable message naming the variable
+    table = Table("variable", "used by", "default", "current", "meaning")
+    for service, var, default, desc in config_rows():
+        table.add_row(var, service, default, current.get(var, ""), desc)
     console.print(table)
-
-
-def state_dir(settings: object) -> Path:
-    path = Path(settings.state_dir)  # type: ignore[attr-defined]
-    path.mkdir(parents=True, exist_ok=True)
-    return path

@@ -1,8 +1,12 @@
-"""``oms apikey create|list|revoke``, and the developer key that ``make run`` prints."""
+"""``oms apikey create|list|revoke``, and the developer key that ``make run`` prints.
+
+The gateway owns the API key table, so it owns the commands that manage it: this typer sub-app is declared in
+the gateway's manifest (``cli``) and mounted by ``oms`` from the registry, which therefore never imports the
+gateway's modules. ``oms run`` gets the developer key through ``oms apikey dev-key``.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,10 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Manage API keys (stored hashed; the key itself is shown once).", no_args_is_help=True)
+app = typer.Typer(
+    name="apikey",
+    help="Manage API keys (stored hashed; the key itself is shown once).",
+    no_args_is_help=True,
+)
 console = Console()
 
 DEV_KEY_NAME = "local-development"
+DEV_KEY_FILE = "dev-api-key"  # in OMS_STATE_DIR; `oms demo` and `oms bench` read it
 
 
 def _connect() -> Any:
@@ -68,15 +77,7 @@ def revoke(key: Annotated[str, typer.Argument(help="Key id, prefix, or the key i
 
 
 def _dev_key_file(settings: Any) -> Path:
-    return Path(settings.state_dir) / "dev-api-key"
-
-
-def read_dev_key(settings: Any) -> str | None:
-    """The developer key saved by ``oms run`` (or ``OMS_API_KEY``), if any."""
-    if os.environ.get("OMS_API_KEY"):
-        return os.environ["OMS_API_KEY"]
-    path = _dev_key_file(settings)
-    return path.read_text().strip() if path.exists() else None
+    return Path(settings.state_dir) / DEV_KEY_FILE
 
 
 def ensure_dev_key(settings: Any) -> str:
@@ -101,3 +102,11 @@ def ensure_dev_key(settings: Any) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
+
+
+@app.command("dev-key", hidden=True)
+def dev_key() -> None:
+    """Print the developer key (``oms run`` shows it): the saved one while still valid, else a new one."""
+    from shared.config import get_settings
+
+    print(ensure_dev_key(get_settings()))

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import platform
 import random
 import threading
 import time
@@ -36,56 +34,24 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.cli.demo import ApiKeyOption, SandboxUrlOption, UrlOption
+from oms.cli.common import (
+    ApiKeyOption,
+    SandboxUrlOption,
+    UrlOption,
+    base_url,
+    check_provider,
+    check_reachable,
+    percentile,
+    print_machine,
+    problem_text,
+    resolve_api_key,
+)
+from oms.cli.common import settings as common_settings
 
 app = typer.Typer(help="Benchmarks against a running system (local only).", no_args_is_help=True)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-
-def percentile(sorted_values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of an already sorted list (0.0 for an empty one)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, min(len(sorted_values), int(-(-pct * len(sorted_values) // 100))))
-    return sorted_values[rank - 1]
-
-
-def machine_facts() -> dict[str, str]:
-    facts = {"python": platform.python_version(), "os": f"{platform.system()} {platform.release()}"}
-    try:
-        facts["nproc"] = str(len(os.sched_getaffinity(0)))
-    except AttributeError:
-        facts["nproc"] = str(os.cpu_count())
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    facts["cpu"] = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    facts.setdefault("cpu", platform.processor() or "unknown")
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    kib = int(line.split()[1])
-                    facts["memory"] = f"{kib / 1024 / 1024:.1f} GiB"
-                    break
-    except (OSError, ValueError):
-        pass
-    return facts
-
-
-def print_machine() -> None:
-    """The machine's facts above every benchmark table: figures mean nothing without them."""
-    facts = machine_facts()
-    console.print(
-        f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
-        f"Python {facts['python']} · {facts['os']}"
-    )
 
 
 ClientsOption = Annotated[str, typer.Option("--clients", help="Client counts to measure, comma-separated.")]
@@ -208,7 +174,7 @@ class LevelResult:
 
 
 def _order_body(rng: random.Random) -> dict[str, Any]:
-    from shared.cli.demo import random_address, random_order
+    from oms.cli.demo import random_address, random_order
 
     body = random_order(rng, "web")
     city = body.pop("_city")
@@ -221,7 +187,6 @@ def _order_body(rng: random.Random) -> dict[str, Any]:
 async def place_level(base: str, key: str, clients: int, orders: int, max_seconds: float) -> LevelResult:
     import httpx
 
-    from shared.cli.demo import problem_text
 
     result = LevelResult(clients)
     rng = random.Random(clients)
@@ -299,11 +264,8 @@ def place(
     ] = 15.0,
 ) -> None:
     """Orders/s and latency of placing orders over HTTP, and the commit→published lag of their events."""
-    from shared.cli.demo import base_url, resolve_api_key
-    from shared.config import get_settings
-
     counts = _parse_clients(clients)
-    settings = get_settings()
+    settings = common_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
 
@@ -382,7 +344,7 @@ class _StepError(Exception):
 
 
 def _pay_order_body(rng: random.Random) -> dict[str, Any]:
-    from shared.cli.demo import random_address, random_order
+    from oms.cli.demo import random_address, random_order
 
     body = random_order(rng, "web")
     city = body.pop("_city")
@@ -400,7 +362,6 @@ async def pay_level(
     import httpx
 
     from services.payments.contracts.sandbox import CARD_SUCCESS
-    from shared.cli.demo import problem_text
 
     result = PayLevelResult(clients)
     rng = random.Random(1000 + clients)
@@ -521,18 +482,13 @@ def pay(
     ] = 20.0,
 ) -> None:
     """Placed → paid → confirmed: card orders paid at the sandbox provider until their confirmation event."""
-    from shared.cli.demo import _check_provider, _check_reachable, base_url, resolve_api_key
-    from shared.config import get_settings
-
     counts = _parse_clients(clients)
-    settings = get_settings()
+    settings = common_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
-    from services.payments.settings import get_settings as payments_settings
-
-    sandbox = (sandbox_url or payments_settings().sandbox_provider_url).rstrip("/")
-    _check_reachable(base)
-    _check_provider(sandbox)
+    sandbox = (sandbox_url or settings.sandbox_provider_url).rstrip("/")
+    check_reachable(base)
+    check_provider(sandbox)
 
     print_machine()
     console.print(f"[bold]target[/]: {base}, provider {sandbox}  ({orders} orders per level, levels {counts})")

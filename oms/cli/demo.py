@@ -32,10 +32,22 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oms.cli.common import (
+    API_PREFIX,
+    ApiKeyOption,
+    SandboxUrlOption,
+    UrlOption,
+    base_url,
+    check_provider,
+    check_reachable,
+    percentile,
+    problem_text,
+    resolve_api_key,
+)
+from oms.cli.common import settings as common_settings
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
-
-API_PREFIX = "/api/v1"
 
 # ------------------------------------------------------------------------------------------------ sample data
 FIRST_NAMES = [
@@ -161,63 +173,6 @@ def random_order(
     return body
 
 
-# ------------------------------------------------------------------------------------------------ HTTP helpers
-def base_url(settings: Any, url: str | None = None) -> str:
-    if url:
-        return url.rstrip("/")
-    from services.gateway.settings import get_settings as gateway_settings  # where the API listens
-
-    api = gateway_settings()
-    host = api.http_host
-    if host in ("0.0.0.0", "::", ""):
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{api.http_port}"
-
-
-def resolve_api_key(settings: Any, given: str | None) -> str:
-    if given:
-        return given
-    try:
-        from shared.cli.apikey import read_dev_key
-
-        key = read_dev_key(settings)
-    except ImportError:
-        key = None
-    if not key:
-        err_console.print(
-            "[red]no API key: pass --api-key (or set OMS_API_KEY), or start the system once with `oms run`, "
-            "which creates the developer key.[/]"
-        )
-        raise typer.Exit(2)
-    return str(key)
-
-
-def problem_text(response: Any) -> str:
-    """``409 Illegal transition: ...`` from a problem+json (or any) error response."""
-    try:
-        problem = response.json()
-    except ValueError:
-        return f"{response.status_code} {response.text[:200]}"
-    if not isinstance(problem, dict):
-        return f"{response.status_code} {str(problem)[:200]}"
-    title = problem.get("title") or ""
-    detail = problem.get("detail") or ""
-    return f"{response.status_code} {title}: {detail}".strip().rstrip(":")
-
-
-# Options every command that talks to a running system takes (demo, place-test-order, bench).
-ApiKeyOption = Annotated[
-    str | None, typer.Option("--api-key", envvar="OMS_API_KEY", help="API key (default: the developer key).")
-]
-UrlOption = Annotated[str | None, typer.Option("--url", help="API base URL (default: from OMS_HTTP_HOST/PORT).")]
-SandboxUrlOption = Annotated[
-    str | None,
-    typer.Option("--sandbox-url", help="The card payment provider (default: OMS_SANDBOX_PROVIDER_URL)."),
-]
-
-
 # ------------------------------------------------------------------------------------------------ place-test-order
 def place_test_order(
     api_key: ApiKeyOption = None,
@@ -226,9 +181,7 @@ def place_test_order(
     """Place one realistic test order through the HTTP API and print its number and stage."""
     import httpx
 
-    from shared.config import get_settings
-
-    settings = get_settings()
+    settings = common_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
     try:
@@ -654,9 +607,7 @@ async def run_demo(
     import httpx
 
     if sandbox is None:
-        from services.payments.settings import get_settings as payments_settings
-
-        sandbox = payments_settings().sandbox_provider_url
+        sandbox = common_settings().sandbox_provider_url
     stats = DemoStats()
     rng = random.Random(seed)
     order_seeds = [rng.getrandbits(64) for _ in range(orders)]
@@ -720,16 +671,12 @@ def demo(
     cash on delivery, bank transfers) and move them along like a merchant team would."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from shared.config import get_settings
-
-    settings = get_settings()
+    settings = common_settings()
     key = resolve_api_key(settings, api_key)
     base = base_url(settings, url)
-    from services.payments.settings import get_settings as payments_settings
-
-    sandbox = (sandbox_url or payments_settings().sandbox_provider_url).rstrip("/")
-    _check_reachable(base)
-    _check_provider(sandbox)
+    sandbox = (sandbox_url or settings.sandbox_provider_url).rstrip("/")
+    check_reachable(base)
+    check_provider(sandbox)
     t0 = time.monotonic()
     with Progress(
         TextColumn("[bold]demo[/]"),
@@ -749,33 +696,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _check_reachable(base: str) -> None:
-    import httpx
-
-    try:
-        httpx.get(f"{base}{API_PREFIX}/health", timeout=5)
-    except httpx.HTTPError as exc:
-        err_console.print(f"[red]the API at {base} did not answer ({exc!r}); is `oms run` running?[/]")
-        raise typer.Exit(1) from None
-
-
-def _check_provider(sandbox: str) -> None:
-    """Card customers pay at the provider: without it nearly half the orders would fail, so say so at once."""
-    import httpx
-
-    try:
-        httpx.get(f"{sandbox}/v1/payments/pay_reachability_check", timeout=5)  # any answer (404) will do
-    except httpx.HTTPError as exc:
-        err_console.print(
-            f"[red]the payment provider at {sandbox} did not answer ({exc!r}); `oms run` starts the sandbox "
-            "provider, or pass --sandbox-url.[/]"
-        )
-        raise typer.Exit(1) from None
-
-
 def _print_summary(stats: DemoStats, elapsed: float) -> None:
-    from shared.cli.bench import percentile
-
     order_of_stages = ["placed", "confirmed", "on_hold", "approved", "processed", "shipped", "delivered",
                        "cancelled", "rejected", "abandoned", "returned", "archived"]
     table = Table("stage", "orders", title="Orders per stage (as the demo left them)")
