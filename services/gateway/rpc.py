@@ -38,6 +38,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
+from services.gateway.budget import Budget, current_budget
 from services.gateway.context import current_request_id
 from services.gateway.problems import ProblemError
 from shared.errors import DomainError, from_wire
@@ -108,6 +109,16 @@ def _json_default(obj: Any) -> Any:
 def encode_request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
     return json.dumps({"args": list(args), "kwargs": kwargs}, default=_json_default,
                       separators=(",", ":")).encode()
+
+
+def service_timeout(service: str, budget: Budget) -> ServiceTimeout:
+    """The 504 for a request that gave up on ``service``, saying how long the request really waited."""
+    elapsed = budget.elapsed()
+    return ServiceTimeout(
+        f"The {service} service did not answer: the gateway gave up after {elapsed:.1f}s "
+        f"(it waits at most {budget.limit:g}s).",
+        service=service, elapsed_seconds=round(elapsed, 2), timeout_seconds=budget.limit,
+    )
 
 
 def rebuild_error(error: dict[str, Any], service: str, method: str) -> Exception:
@@ -252,11 +263,17 @@ class AsyncRpcClient:
 
         Raises the rebuilt ``DomainError`` subclass for domain failures, ``ServiceUnavailable`` (503) when
         the broker or service is unreachable, ``ServiceTimeout`` (504) after ``timeout`` seconds (default
-        from the constructor), and ``RemoteServiceError`` (502) for any other remote exception."""
+        from the constructor) or when the HTTP request's budget (``budget.py``) runs out, whichever is first,
+        and ``RemoteServiceError`` (502) for any other remote exception."""
         exchange = self._exchange
         if exchange is None or not self.connected:
             raise ServiceUnavailable("The message broker is unreachable.", service=service)
-        timeout = self.timeout if timeout is None else timeout
+        # The call waits for whichever ends first: its own timeout or what is left of the request's budget.
+        own = Budget(self.timeout if timeout is None else timeout)
+        request = current_budget()
+        wait = own.remaining() if request is None else min(own.remaining(), request.remaining())
+        if wait <= 0:
+            raise service_timeout(service, request or own)
         correlation_id = str(uuid.uuid4())
         request_id = current_request_id() or correlation_id
         message = aio_pika.Message(
@@ -267,7 +284,7 @@ class AsyncRpcClient:
             reply_to=self.reply_queue_name,
             delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
             # A request nobody picked up before the caller gave up is dropped, not executed later.
-            expiration=timeout,
+            expiration=max(wait, 0.001),
             headers={
                 "nameko.correlation_id": request_id,
                 "nameko.call_id_stack": [f"gateway.http.{request_id}"],
@@ -276,7 +293,7 @@ class AsyncRpcClient:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 try:
                     await exchange.publish(message, routing_key=f"{service}.{method}", mandatory=True)
                 except aiormq.exceptions.PublishError:
@@ -286,8 +303,7 @@ class AsyncRpcClient:
                     raise ServiceUnavailable("The message broker is unreachable.", service=service) from None
                 body = await future
         except TimeoutError:
-            raise ServiceTimeout(f"The {service} service did not answer within {timeout:g}s.",
-                                 service=service) from None
+            raise service_timeout(service, request or own) from None
         finally:
             self._pending.pop(correlation_id, None)
         if not isinstance(body, dict):
@@ -306,4 +322,5 @@ __all__ = [
     "ServiceUnavailable",
     "decode_body",
     "rebuild_error",
+    "service_timeout",
 ]
