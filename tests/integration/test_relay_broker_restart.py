@@ -132,6 +132,7 @@ class Attempt:
     started: float
     took: float
     status: int
+    retry_after: str | None = None
 
 
 def _probe(base: str, headers: dict[str, str], ref: str, stop: threading.Event, out: list[Attempt]) -> None:
@@ -144,11 +145,11 @@ def _probe(base: str, headers: dict[str, str], ref: str, stop: threading.Event, 
             kind = "POST /orders" if turn % 2 == 0 else "GET /orders/{ref}"
             started = time.monotonic()
             try:
-                status = (client.post("/orders", json=ORDER) if turn % 2 == 0 else client.get(f"/orders/{ref}")
-                          ).status_code
+                response = client.post("/orders", json=ORDER) if turn % 2 == 0 else client.get(f"/orders/{ref}")
+                status, retry_after = response.status_code, response.headers.get("Retry-After")
             except httpx.HTTPError:
-                status = 0
-            out.append(Attempt(kind, started, time.monotonic() - started, status))
+                status, retry_after = 0, None
+            out.append(Attempt(kind, started, time.monotonic() - started, status, retry_after))
             turn += 1
             time.sleep(0.05)
 
@@ -217,6 +218,7 @@ def test_the_api_answers_503_at_once_while_the_broker_is_down_and_recovers_withi
     during = [a for a in attempts if down < a.started and a.started + a.took < up_requested]
     assert during, "requests were made while the broker was down"
     assert {a.status for a in during} == {503}, Counter((a.kind, a.status) for a in during)
+    assert {a.retry_after for a in during} == {"1"}, "a 503 while the broker is down says when to try again"
     slowest_refusal = max(a.took for a in during)
     assert slowest_refusal < 1.0, f"a request hung {slowest_refusal:.2f}s while the broker was down"
     answered = sorted((a for a in attempts if a.started > up and a.status in (200, 201)), key=lambda a: a.started)
