@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> None:
     from nameko.runners import ServiceRunner
 
     from shared.config import load
+    from shared.nameko_ext import reconnect_promptly
 
+    reconnect_promptly()
     settings = load(settings_class(argv[0]))
     config = nameko_config(settings)
     logging.config.dictConfig(config["LOGGING"])  # type: ignore[arg-type]

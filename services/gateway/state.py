@@ -1,5 +1,6 @@
 """What the routes share at run time: the ``Gateway`` (settings, RPC client, database pool, authenticator,
-idempotency store, placement batcher) kept on ``app.state``, and the ``gateway(request)`` dependency."""
+idempotency store, placement batcher) kept on ``app.state``, and the ``gateway(request)`` dependency (which
+also starts the request's time budget)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.auth import ApiKeyAuthenticator, Authenticator
 from services.gateway.batching import PlacementBatcher
+from services.gateway.budget import Budget, use_budget
 from services.gateway.idempotency import IdempotencyStore, PgIdempotencyStore
 from services.gateway.rpc import AsyncRpcClient
 from services.gateway.settings import GatewaySettings
@@ -49,7 +51,7 @@ class Gateway:
         self._own_rpc = rpc is None
         self._own_pool = pool is None and (authenticator is None or idempotency is None)
         self.rpc: RpcClient = rpc or AsyncRpcClient(settings.amqp_url, timeout=settings.rpc_timeout_seconds)
-        self.placements = PlacementBatcher(self.rpc)
+        self.placements = PlacementBatcher(self.rpc, timeout=settings.rpc_timeout_seconds)
         self.pool = pool
         if self._own_pool:
             self.pool = AsyncConnectionPool(
@@ -108,5 +110,11 @@ class Gateway:
 
 
 def gateway(request: Request) -> Gateway:
+    """The gateway, for a route; the first use in a request starts the request's budget (``budget.py``:
+    every wait for a service in this request ends ``OMS_RPC_TIMEOUT_SECONDS`` after it)."""
     gw: Gateway = request.app.state.gateway
+    budget = getattr(request.state, "rpc_budget", None)
+    if budget is None:
+        budget = request.state.rpc_budget = Budget(gw.settings.rpc_timeout_seconds)
+    use_budget(budget)
     return gw

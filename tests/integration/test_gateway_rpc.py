@@ -3,7 +3,7 @@
 A tiny Nameko service runs in a subprocess (Nameko needs eventlet's monkey patching, the gateway must not
 have it) in a dedicated, throwaway RabbitMQ vhost. This proves wire compatibility (request/reply format,
 headers, kombu JSON types, error serialization), concurrency (100 calls in flight on one connection) and
-recovery when the broker drops the connection.
+prompt recovery when the broker drops the connection (only this test's, found by its connection name).
 """
 
 from __future__ import annotations
@@ -244,24 +244,44 @@ def test_one_hundred_concurrent_calls(service: str) -> None:
     run(scenario, service)
 
 
-def test_reconnects_after_the_broker_drops_the_connection(service: str) -> None:
-    vhost = urlsplit(service).path.lstrip("/")
+def close_connections_named(name: str) -> int:
+    """Close (on the broker) the connections whose client-provided name is ``name``: only this test's."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines() if f'{{"connection_name","{name}"}}' in line]
+    for pid in pids:
+        _rabbitmqctl("close_connection", pid, "test: the broker drops the gateway")
+    return len(pids)
 
+
+def test_reconnects_promptly_after_the_broker_drops_the_connection(service: str) -> None:
     async def scenario(rpc: AsyncRpcClient) -> None:
+        assert rpc.connection_name.startswith(f"oms-gateway-{os.getpid()}-")
         assert await rpc.call("gwtest", "echo", "before") == "before"
-        in_flight = asyncio.ensure_future(rpc.call("gwtest", "echo", "lost", delay=3.0))
-        await asyncio.sleep(0.3)
-        await asyncio.to_thread(_rabbitmqctl, "close_all_connections", "-p", vhost, "gwtest")
-        with pytest.raises(ServiceUnavailable):
-            await asyncio.wait_for(in_flight, 5)  # fails at once, not after the timeout
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert await rpc.call("gwtest", "echo", "after", timeout=2) == "after"
-                break
-            except (ServiceUnavailable, ServiceTimeout):
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.5)
+        recoveries = []
+        for round_ in range(3):  # again and again: the reply queue and its consumer come back every time
+            in_flight = asyncio.ensure_future(rpc.call("gwtest", "echo", "lost", delay=3.0))
+            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(close_connections_named, rpc.connection_name) == 1
+            dropped = time.monotonic()
+            with pytest.raises(ServiceUnavailable) as lost:
+                await asyncio.wait_for(in_flight, 2)  # fails at once, not after the timeout
+            assert lost.value.status == 503 and lost.value.headers == {"Retry-After": "1"}
+            while True:  # meanwhile every call answers at once: 503 with Retry-After, or the answer
+                started = time.monotonic()
+                try:
+                    answer = await rpc.call("gwtest", "echo", round_)
+                    assert time.monotonic() - started < 2
+                    break
+                except ServiceUnavailable as exc:
+                    assert exc.status == 503 and exc.headers == {"Retry-After": "1"}
+                    assert time.monotonic() - started < 0.5, "a call hung on the dead connection"
+                    assert time.monotonic() - dropped < 10, "the client did not reconnect"
+                    await asyncio.sleep(0.05)
+            assert answer == round_
+            recoveries.append(time.monotonic() - dropped)
+        print(f"\nreconnected and answering {', '.join(f'{r:.2f}s' for r in recoveries)} after each drop")
 
-    run(scenario, service)
+    run(scenario, service, reconnect_interval=0.5)

@@ -1,13 +1,17 @@
-"""Concurrent placements share RPC calls; a lone placement is sent at once; one bad order fails alone."""
+"""Concurrent placements share RPC calls; a lone placement is sent at once; one bad order fails alone; a
+placement never waits longer than its request's budget, even queued behind calls to a hung service."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
 
 from services.gateway.batching import PlacementBatcher
+from services.gateway.budget import Budget, use_budget
+from services.gateway.rpc import ServiceTimeout
 from shared.errors import InvalidRequest
 
 pytestmark = pytest.mark.unit
@@ -47,3 +51,46 @@ def test_concurrent_placements_share_calls_and_errors_stay_with_their_order() ->
     assert sum(batches) == 42 and len(batches) <= 4  # 41 concurrent placements in a handful of calls
     assert results[:40] == [{"placed": f"o{i}"} for i in range(40)]
     assert isinstance(results[40], InvalidRequest) and results[40].extra["errors"] == [{"field": "items"}]
+
+
+class HungOrders:
+    """An orders service that took the calls and hangs: each call ends at its timeout, with a 504."""
+
+    def __init__(self) -> None:
+        self.sent: list[list[str]] = []
+
+    async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        self.sent.append([r["command"]["name"] for r in kw["requests"]])
+        await asyncio.sleep(10.0 if timeout is None else timeout)
+        raise ServiceTimeout("The orders service did not answer.", service="orders")
+
+
+def test_a_placement_queued_behind_a_hung_call_answers_504_when_its_own_budget_ends_and_is_never_sent() -> None:
+    orders = HungOrders()
+    batcher = PlacementBatcher(orders, max_in_flight=1)
+
+    async def place(name: str, limit: float) -> tuple[float, BaseException | None]:
+        use_budget(Budget(limit))  # what ``state.gateway(request)`` does for an HTTP request
+        started = time.monotonic()
+        try:
+            await batcher.place({"name": name}, {}, None)
+            return time.monotonic() - started, None
+        except ServiceTimeout as exc:
+            return time.monotonic() - started, exc
+
+    async def scenario() -> list[tuple[float, BaseException | None]]:
+        first = asyncio.ensure_future(place("first", 0.6))  # takes the only call slot and hangs
+        await asyncio.sleep(0.05)
+        second = await place("second", 0.2)  # queued behind it
+        results = [second, await first]
+        results.append(await place("third", 0.2))  # after the slot is free again: sent at once, alone
+        await batcher.close()
+        return results
+
+    (second_s, second), (first_s, first), (third_s, third) = asyncio.run(scenario())
+    assert isinstance(second, ServiceTimeout) and second.status == 504
+    assert second_s < 0.4, f"waited {second_s:.2f}s on a 0.2s budget: it waited for the call ahead of it"
+    assert "gave up after 0.2s" in str(second.detail) and second.extra["timeout_seconds"] == 0.2
+    assert isinstance(first, ServiceTimeout) and "gave up after 0.6s" in str(first.detail)
+    assert isinstance(third, ServiceTimeout) and third_s < 0.4
+    assert orders.sent == [["first"], ["third"]]  # the placement that gave up while queued was never sent
