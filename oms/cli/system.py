@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from typing import Annotated
@@ -14,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from oms.cli import common
+from oms.cli.supervisor import RestartPolicy, Supervisor
 
 console = Console()
 
@@ -42,8 +42,28 @@ def run(
     services: Annotated[
         list[str] | None, typer.Argument(help="Services to run; none = all of them (development).")
     ] = None,
+    crash_limit: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Development: a process that crashes this many times within --crash-window stops everything "
+            "(1 = stop at the first crash). Before that it is restarted.",
+        ),
+    ] = RestartPolicy.crash_limit,
+    crash_window: Annotated[
+        float, typer.Option(min=1, help="Development: seconds over which crashes are counted.")
+    ] = RestartPolicy.window,
+    restart_delay: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Development: seconds before restarting a crashed process the first time; doubles with each "
+            f"crash within the window, up to {RestartPolicy.max_delay:g} s.",
+        ),
+    ] = RestartPolicy.first_delay,
 ) -> None:
-    """Run services. One name: that service in this process (production). None: everything (development)."""
+    """Run services. One name: that service in this process (production). None: everything (development),
+    restarting a process that crashes."""
     from shared.registry import processes
 
     names = services or [p.name for p in processes(development=True)]
@@ -51,12 +71,25 @@ def run(
         _command_for(name)  # validates the name
     if len(names) == 1 and services:
         os.execv(sys.executable, _command_for(names[0]))  # become the service: signals reach it directly
-    _supervise(names)
+    policy = RestartPolicy(
+        crash_limit=crash_limit,
+        window=crash_window,
+        first_delay=restart_delay,
+        max_delay=max(RestartPolicy.max_delay, restart_delay),
+    )
+    code = _supervise(names, policy)
+    if code:
+        raise typer.Exit(code)
 
 
-def _supervise(names: list[str]) -> None:
+def _say(text: str) -> None:
+    """One line of the supervisor, never wrapped (a log keeps it whole), never read as rich markup."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _supervise(names: list[str], policy: RestartPolicy) -> int:
+    """Run every process until Ctrl-C/SIGTERM (0) or a crash loop (1); print the banner once the API answers."""
     settings = common.settings()
-    procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -65,55 +98,52 @@ def _supervise(names: list[str]) -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for name in names:
-        procs[name] = subprocess.Popen(_command_for(name), start_new_session=True)
-    key = _dev_api_key()
-    base = common.base_url(settings)
-    _wait_for_http(f"{base}/api/v1/health", timeout=30)
-    console.print(f"\n[bold green]OMS is running[/]: {', '.join(names)}")
-    console.print(f"  API:      {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json, docs: {base}/api/v1/docs)")
-    if key:
-        console.print(f"  API key:  [bold]{key}[/]   (send as 'Authorization: Bearer <key>')")
-    console.print("  Events:   oms events tail      Dead letters: oms dlq list      Ctrl-C stops everything\n")
+    supervisor = Supervisor({name: _command_for(name) for name in names}, policy, say=_say)
+    supervisor.start()
+    code = 0
     try:
+        key = _dev_api_key()
+        base = common.base_url(settings)
+        health = f"{base}/api/v1/health"
+        banner_deadline: float | None = time.monotonic() + 30
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    console.print(f"[red]{name} exited with {proc.returncode}; stopping everything[/]")
-                    stopping = True
-                    break
+            reason = supervisor.check()
+            if reason:
+                console.print(reason, style="red", soft_wrap=True, markup=False, highlight=False)
+                code = 1
+                break
+            if banner_deadline is not None and (_answers(health) or time.monotonic() > banner_deadline):
+                if time.monotonic() > banner_deadline:
+                    _say(f"warning: {health} did not answer within 30 s")
+                print_banner(names, base, key)
+                banner_deadline = None
             time.sleep(0.3)
     finally:
-        _stop_all(procs)
+        supervisor.stop_all()
+    return code
 
 
-def _stop_all(procs: dict[str, subprocess.Popen[bytes]]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            console.print(f"[yellow]{name} did not stop in time; killing it[/]")
-            proc.kill()
-            proc.wait()
-    console.print("stopped.")
+def print_banner(names: list[str], base: str, key: str | None) -> None:
+    """What is running and where. Printed with ``soft_wrap``: in a log (stdout not a terminal, so 80 columns for
+    rich) an address or the key split across two lines could not be copied."""
+    lines = [
+        f"\n[bold green]OMS is running[/]: {', '.join(names)}",
+        f"  API:      {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json, docs: {base}/api/v1/docs)",
+    ]
+    if key:
+        lines.append(f"  API key:  [bold]{key}[/]   (send as 'Authorization: Bearer <key>')")
+    lines.append("  Events:   oms events tail      Dead letters: oms dlq list      Ctrl-C stops everything\n")
+    for line in lines:
+        console.print(line, soft_wrap=True)
 
 
-def _wait_for_http(url: str, timeout: float) -> None:
+def _answers(url: str) -> bool:
     import httpx
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    console.print(f"[yellow]warning: {url} did not answer within {timeout:.0f}s[/]")
+    try:
+        return httpx.get(url, timeout=1).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def _dev_api_key() -> str | None:

@@ -73,6 +73,24 @@ def _publish(url: str, messages: list[Any]) -> None:
         publisher.publish(messages)
 
 
+PLUMBING = ("nameko-rpc", "oms.redeliver", "oms.delay")
+"""Exchanges of a running system that are not ``oms.events`` (README "Events"): tail must not listen to them."""
+
+
+def _on_exchange(url: str, envelope: Any, exchange: str) -> Any:
+    """The envelope's message sent to another exchange (declared as Nameko and ``oms migrate`` declare them)."""
+    from dataclasses import replace
+
+    from shared.amqp import connect
+
+    conn = connect(url)
+    try:
+        conn.channel().exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+    finally:
+        conn.close()
+    return replace(envelope.to_message(), exchange=exchange, mandatory=False)
+
+
 def _dead_letter(message_id: str, queue: str, *, error: str = "RuntimeError: boom") -> Any:
     from shared.amqp import DEAD_LETTER_QUEUE, OutgoingMessage
 
@@ -162,6 +180,8 @@ def test_events_tail_prints_the_cloudevents_published_after_it_subscribed(migrat
         wanted = [_envelope("clitest.ping.v1", 1), _envelope("clitest.pong.v1", 2)]
         # Not matching --type: must not be printed (nor counted).
         _publish(url, [_envelope("clitestother.ping.v1", 3).to_message()])
+        # Matching --type but on the system's plumbing (Nameko RPC, retries): not events, must not be printed.
+        _publish(url, [_on_exchange(url, _envelope("clitest.rpc.v1", 4), name) for name in PLUMBING])
         _publish(url, [e.to_message() for e in wanted])
         proc.wait(timeout=30)
     finally:
