@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.context import accept_request_id, current_request_id, request_id_var
-from shared.errors import PROBLEM_TYPE_PREFIX, DomainError, slugify
+from shared.errors import PROBLEM_TYPE_PREFIX, DomainError, complete_errors, field_error, slugify
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +145,12 @@ def problem_response(
 
 def domain_error_body(exc: DomainError, instance: str | None = None) -> dict[str, Any]:
     """Any ``DomainError``, local or rebuilt from a service's reply (``shared.errors.from_wire``), from what it
-    carries: its type, title and status, its detail and its extra fields. No error class is named here."""
-    return problem_body(exc.status, exc.title, exc.detail, type_uri=exc.type, instance=instance, extra=exc.extra)
+    carries: its type, title and status, its detail and its extra fields. No error class is named here.
+    Its ``errors`` entries are completed to the published ``FieldError`` shape (``complete_errors``)."""
+    extra = dict(exc.extra)
+    if isinstance(extra.get("errors"), list | tuple):
+        extra["errors"] = complete_errors(extra["errors"])
+    return problem_body(exc.status, exc.title, exc.detail, type_uri=exc.type, instance=instance, extra=extra)
 
 
 def problem_error_body(exc: ProblemError, instance: str | None = None) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def validation_errors(errors: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
         else:
             field = field_path(loc)
             reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        result.append({"field": field, "location": location, "reason": reason, "code": code})
+        result.append(field_error(field, reason, code, location))
     return result
 
 
