@@ -24,7 +24,8 @@ DEV_WEBHOOK_SECRET = "whsec_b21zLWRldi1zYW5kYm94LXdlYmhvb2sh"
 SECRET_VARIABLE = "OMS_SANDBOX_WEBHOOK_SECRET"
 
 _SECRET_DESCRIPTION = (
-    "Secret (Standard Webhooks format) the provider signs webhooks with and payments verifies; required when OMS_ENV=production."
+    "Secret (Standard Webhooks format) the provider signs webhooks with and payments verifies; "
+    "required when OMS_ENV=production."
 )
 
 

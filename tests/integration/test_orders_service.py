@@ -1,8 +1,8 @@
 """The orders service against a real Postgres, as a merchant's team experiences it: concurrent edits, refused
 requests that change nothing, the audit trail and its events, automatic moves, and the order list.
 
-Most tests call the service layer in-process (``services/orders/service.py``: a ``Database`` and plain
-dicts, exactly what the Nameko entrypoints pass on); the abandonment timer is also run in the real service
+Most tests call the use cases in-process (``services/orders/usecases/``: a ``Database`` and plain dicts,
+exactly what the Nameko entrypoints pass on); the abandonment timer is also run in the real service
 process. The session database is shared, so every test works inside its own ``placed_at`` window and with
 its own letters-only marker in names, e-mails and SKUs, and filters by them.
 """
@@ -21,16 +21,12 @@ import pytest
 
 from services.orders import domain
 from services.orders.contracts.schemas import Transition
-from services.orders.service import (
-    PAYMENT_EVENT_HANDLERS,
-    OrdersService,
-    abandon_stale_orders,
-    apply_payment_event,
-    change,
-    get_order,
-    list_orders,
-    place_order,
-)
+from services.orders.service import OrdersService
+from services.orders.usecases.abandonment import abandon_stale_orders
+from services.orders.usecases.changes import change
+from services.orders.usecases.payment_events import PAYMENT_EVENT_HANDLERS, apply_payment_event
+from services.orders.usecases.placement import place_order
+from services.orders.usecases.queries import get_order, list_orders
 from services.payments.contracts import events as pev
 from shared.envelope import Envelope
 from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
@@ -339,7 +335,7 @@ def test_a_change_whose_event_cannot_be_written_is_not_saved(
     def broken_emit(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr("services.orders.service.outbox.emit", broken_emit)
+    monkeypatch.setattr("services.orders.usecases.common.outbox.emit", broken_emit)
     with pytest.raises(RuntimeError, match="outbox unavailable"):
         svc.transition(placed["id"], {"to": "confirmed"}, ASHA)
     with pytest.raises(RuntimeError, match="outbox unavailable"):

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.orders import domain as order_domain
-from services.orders import service as orders
+from services.orders import usecases as orders
 from services.payments import usecases as payments
 from services.payments.contracts.sandbox import CARD_3DS, CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, ProviderDeclined

@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from services.orders import domain as order_domain
-from services.orders import service as orders
-from services.orders.contracts.schemas import SetCustomerNote
+from services.orders import usecases as orders
+from services.orders.contracts.schemas import SetCustomerNote, SetPaymentMethod
 from services.payments import usecases as payments
 from services.payments.contracts.sandbox import CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, sign_webhook
@@ -190,7 +190,7 @@ def test_legacy_paid_flag_and_cancel_record_a_manual_refund_for_staff(
     placed = orders.place_order(orders_db, {**ORDER, "payment_method": "cash_on_delivery"}, ACTOR)
     ref = str(placed["id"])
     orders.change(orders_db, ref, ACTOR, lambda o, a, now: order_domain.set_payment_method(
-        o, orders.SetPaymentMethod(method="cash_on_delivery", paid=True), a, now), "set_payment_method")
+        o, SetPaymentMethod(method="cash_on_delivery", paid=True), a, now), "set_payment_method")
     sync(orders_db, payments_db, provider, ref)
     assert payments.summary(payments_db, ref)["status"] == "paid"
     orders.change(orders_db, ref, ACTOR, lambda o, a, now: order_domain.transition(

@@ -45,7 +45,7 @@ def test_relay_survives_a_broker_restart_in_the_middle_of_a_burst(
 ) -> None:
     import pika
 
-    from services.orders.service import place_order
+    from services.orders.usecases import place_order
 
     tap_name = "test.restart-tap"
     conn = pika.BlockingConnection(pika.URLParameters(servers.amqp_url))

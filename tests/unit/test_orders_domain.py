@@ -16,7 +16,7 @@ from uuid import UUID, uuid4
 import pytest
 from pydantic import ValidationError
 
-from services.orders import document, views
+from services.orders import document
 from services.orders import domain as d
 from services.orders.contracts import events as ev
 from services.orders.contracts.schemas import (
@@ -39,6 +39,7 @@ from services.orders.contracts.schemas import (
 )
 from services.orders.contracts.stages import RESUMABLE_STAGES, TRANSITIONS, status_machine_table
 from services.orders.domain import Order, Stage
+from services.orders.usecases import views
 from shared.errors import IllegalTransition, InvalidRequest, NotAllowedInThisState, NotFound, VersionConflict, parse
 
 pytestmark = pytest.mark.unit

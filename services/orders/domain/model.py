@@ -2,8 +2,8 @@
 
 ``Order`` and its parts (``LineItem``, ``Totals``, ``StaffNote``) and the ``HistoryRecord`` a change appends
 are frozen dataclasses: nothing outside the domain functions builds a changed order, and nothing here knows
-JSON. The store maps them to and from rows (``services.orders.document``), ``services.orders.views`` maps
-them to the contract's views, ``domain.events`` to the contract's events. The value objects (``Customer``,
+JSON. The store maps them to and from rows (``services.orders.document``), ``services.orders.usecases.views``
+maps them to the contract's views, ``domain.events`` to the contract's events. The value objects (``Customer``,
 ``Address``, ``Actor``) are the contract's own types: they are the vocabulary every side shares.
 """
 

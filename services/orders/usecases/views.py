@@ -1,7 +1,7 @@
 """What the API shows of an order: the domain's ``Order`` mapped to the contract's view models.
 
 The views (``OrderSummary``, ``OrderDetail``, ``NoteView``, ``HistoryEntry``) are the published HTTP/RPC
-contract; the aggregate is free to change shape without changing them. The service returns
+contract; the aggregate is free to change shape without changing them. A use case returns
 ``model_dump(mode="json")`` of what these functions build.
 """
 

@@ -1,0 +1,88 @@
+"""What every orders use case does the same way: save the order, its history and its events together, fold
+in the automatic placed → confirmed move, answer with the order's detail, and fingerprint a placement.
+
+Every change follows one path: lock and load the order (``store.load(..., for_update=True)``), let the domain
+decide (an ``Outcome``), then :func:`save` writes the order, its history entries and its events (to the
+outbox) in the same transaction, so a change is never saved without its events nor announced without being
+saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel
+
+from services.orders import domain, store
+from services.orders.usecases import views
+from shared import outbox
+
+SERVICE = "orders"
+Tx = psycopg.Connection[Any]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def save(
+    tx: Tx,
+    outcome: domain.Outcome,
+    *,
+    previous_version: int | None,
+    causation_id: str,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> None:
+    # Not pipelined: under eventlet psycopg's pipeline wait spins and measured slower (320 vs 425 orders/s).
+    updated = write(tx, outcome, previous_version, causation_id, idempotency_key, request_hash)
+    if updated is not None and updated.rowcount != 1:
+        # We hold the row lock, so this cannot happen unless something bypassed it: refuse loudly.
+        raise RuntimeError(f"order {outcome.order.id} changed under a held lock (version {previous_version})")
+
+
+def write(
+    tx: Tx,
+    outcome: domain.Outcome,
+    previous_version: int | None,
+    causation_id: str,
+    idempotency_key: str | None,
+    request_hash: str | None,
+) -> psycopg.Cursor[Any] | None:
+    order = outcome.order
+    updated = None
+    if previous_version is None:
+        store.insert(tx, order, idempotency_key, request_hash)
+    else:
+        updated = store.update(tx, order, previous_version)
+    store.add_history(tx, order.id, outcome.history)
+    for event in outcome.events:
+        outbox.emit(tx, SERVICE, event, subject=str(order.id), correlation_id=str(order.id), causation_id=causation_id)
+    return updated
+
+
+def with_auto_confirm(outcome: domain.Outcome, now: datetime) -> domain.Outcome:
+    """Fold the automatic placed → confirmed move into the same change (one transaction, two events)."""
+    confirmed = domain.auto_confirm(outcome.order, now)
+    if confirmed is None:
+        return outcome
+    return domain.Outcome(
+        order=confirmed.order,
+        changes={**outcome.changes, **confirmed.changes},
+        history=[*outcome.history, confirmed.history_entry],
+        events=[*outcome.events, confirmed.event],
+        note=outcome.note,
+    )
+
+
+def detail(tx: Tx, order: domain.Order) -> dict[str, Any]:
+    return views.order_detail(order, store.history(tx, order.id)).model_dump(mode="json")
+
+
+def request_hash(cmd: BaseModel) -> str:
+    canonical = json.dumps(cmd.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
