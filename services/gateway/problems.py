@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,19 +38,32 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="URI reference naming the kind of problem, e.g. `urn:oms:problem:not-found`.")
+    type: str = Field(pattern=r"^urn:oms:problem:[a-z0-9-]+$",
+                      description="URN naming the kind of problem, e.g. `urn:oms:problem:not-found`.")
     title: str = Field(description="Short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
     detail: str | None = Field(None, description="What went wrong in this occurrence.")
     instance: str | None = Field(None, description="The request path.")
     request_id: str | None = Field(None, description="The request's X-Request-Id; quote it when reporting.")
+    # Extension members of problems about one order (present only then), with their JSON types.
+    order_id: str | None = Field(None, description="The order's id, when the problem is about one order.")
+    number: int | None = Field(None, description="The order's number (`1001` for #1001).")
+    stage: str | None = Field(None, description="The order's current stage.")
+    held_from: str | None = Field(None, description="For an order on hold: the stage it resumes to.")
+    allowed: list[str] | None = Field(None, description="Illegal transition: the stages the order can move to.")
+    requested: str | None = Field(None, description="Illegal transition: the stage asked for.")
+    expected_version: int | None = Field(None, description="Version conflict: the version the request expected.")
+    current_version: int | None = Field(None, description="Version conflict: the order's version now.")
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Path of the offending value, e.g. `items[0].quantity`.")
-    location: str = Field(description="`body`, `query`, `path` or `header`.")
-    reason: str = Field(description="Why the value was rejected.")
-    code: str = Field(description="Machine-readable reason, e.g. `greater_than`, `missing`.")
+    field: str = Field(description="Path of the offending value, e.g. `items[0].quantity`; `\"\"` = the whole body.")
+    location: Literal["body", "query", "path", "header", "cookie"] = Field(
+        description="Where the value was sent: `body`, `query`, `path`, `header` or `cookie`.")
+    reason: str = Field(description="Why the value was rejected, for a person.")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Why, for a program: pydantic's error type "
+                      "(`greater_than`, `missing`...) or the service's own (`too_many_decimals`, "
+                      "`exceeds_refundable`...).")
 
 
 class ValidationProblem(Problem):

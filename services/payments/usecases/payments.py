@@ -80,7 +80,7 @@ def create_payment_link(
         if s.balance_due <= 0:
             raise NotAllowedInThisState(
                 f"Order #{p.number} has nothing left to pay (status {s.status.value}).",
-                order_id=str(p.order_id), status=s.status.value,
+                order_id=str(p.order_id), payment_status=s.status.value,
             )
         for a in p.attempts:  # an open link for what is still due is reused: asking twice sends one link
             if (a.link_id and a.status in ("open", "failed") and a.amount == s.balance_due
@@ -119,12 +119,15 @@ def capture_payment(db: Database, provider: PaymentProvider, order_id: str, comm
         if cmd.payment_id is not None:
             wanted = p.provider_payment_id(cmd.payment_id)
             open_ = [(pid, rest) for pid, rest in open_ if pid == wanted]
-        if not open_:
-            raise NotAllowedInThisState(
-                f"Order #{p.number} has no authorized card payment to capture"
-                + (f" with id {cmd.payment_id}." if cmd.payment_id else "."),
-                order_id=str(p.order_id), payment_id=cmd.payment_id,
+        if not open_ and cmd.payment_id is not None:  # the request names the wrong payment: 422
+            raise InvalidRequest(
+                f"Order #{p.number} has no authorized card payment to capture with id {cmd.payment_id}.",
+                order_id=str(p.order_id),
+                errors=[field_error("payment_id", "no open authorization with this id", "no_open_authorization")],
             )
+        if not open_:  # nothing authorized is left to capture: the order's state, not the request
+            raise NotAllowedInThisState(f"Order #{p.number} has no authorized card payment to capture.",
+                                        order_id=str(p.order_id))
         if cmd.amount is not None and len(open_) > 1:
             raise InvalidRequest("Several authorizations are open; name the payment_id to capture an amount.",
                                  errors=[field_error("payment_id", "required with amount", "required_with_amount")])
