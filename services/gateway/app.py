@@ -23,6 +23,7 @@ from services.gateway.problems import install_problem_handlers, install_problem_
 from services.gateway.routes import ROUTERS
 from services.gateway.routing import API_PREFIX
 from services.gateway.settings import GatewaySettings, get_settings
+from services.gateway.slashes import TrailingSlashRedirect
 from services.gateway.state import Gateway, RpcClient
 
 
@@ -58,9 +59,11 @@ def create_app(
         openapi_url=f"{API_PREFIX}/openapi.json",
         docs_url=None,  # served offline by install_offline_docs
         redoc_url=None,
+        redirect_slashes=False,  # TrailingSlashRedirect answers with a relative Location instead
         lifespan=lifespan,
     )
     app.state.gateway = gw
+    app.add_middleware(TrailingSlashRedirect, router=app.router)  # inside RequestIdMiddleware
     install_problem_handlers(app)
     install_problem_openapi(app)
     install_offline_docs(app)
