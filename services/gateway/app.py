@@ -17,11 +17,13 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.auth import Authenticator
+from services.gateway.docs import install_offline_docs
 from services.gateway.idempotency import IdempotencyStore
 from services.gateway.problems import install_problem_handlers, install_problem_openapi, register_route_methods
 from services.gateway.routes import ROUTERS
 from services.gateway.routing import API_PREFIX
 from services.gateway.settings import GatewaySettings, get_settings
+from services.gateway.slashes import TrailingSlashRedirect
 from services.gateway.state import Gateway, RpcClient
 
 
@@ -55,13 +57,16 @@ def create_app(
             "accept an `Idempotency-Key` header (kept 24 hours)."
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
-        redoc_url=f"{API_PREFIX}/redoc",
+        docs_url=None,  # served offline by install_offline_docs
+        redoc_url=None,
+        redirect_slashes=False,  # TrailingSlashRedirect answers with a relative Location instead
         lifespan=lifespan,
     )
     app.state.gateway = gw
+    app.add_middleware(TrailingSlashRedirect, router=app.router)  # inside RequestIdMiddleware
     install_problem_handlers(app)
     install_problem_openapi(app)
+    install_offline_docs(app)
     for router in ROUTERS:
         app.include_router(router)
     register_route_methods(app, [route for router in ROUTERS for route in router.routes])

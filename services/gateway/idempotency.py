@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.problems import ProblemError
+from shared.errors import field_error
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,11 @@ class InvalidIdempotencyKey(ProblemError):
 
 def check_key(key: str) -> str:
     if not _KEY_RE.match(key):
-        raise InvalidIdempotencyKey("The Idempotency-Key must be 1 to 255 visible ASCII characters.")
+        raise InvalidIdempotencyKey(
+            "The Idempotency-Key must be 1 to 255 visible ASCII characters.",
+            errors=[field_error(HEADER, "must be 1 to 255 visible ASCII characters", "invalid_idempotency_key",
+                                "header")],
+        )
     return key
 
 
@@ -131,7 +136,9 @@ class PgIdempotencyStore:
                 if (r_method, r_path, r_hash) != (method, path, fingerprint):
                     raise IdempotencyMismatch(
                         f"Idempotency-Key {key!r} was first used for another request ({r_method} {r_path} with "
-                        "a different body); use a new key for a new request."
+                        "a different body); use a new key for a new request.",
+                        errors=[field_error(HEADER, f"first used for {r_method} {r_path} with another body",
+                                            "idempotency_key_reused", "header")],
                     )
                 if state != "done":
                     raise IdempotencyInProgress(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.gateway.context import accept_request_id, current_request_id, request_id_var
-from shared.errors import PROBLEM_TYPE_PREFIX, DomainError, slugify
+from shared.errors import PROBLEM_TYPE_PREFIX, DomainError, complete_errors, field_error, slugify
 
 log = logging.getLogger(__name__)
 
@@ -38,19 +38,32 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field(description="URI reference naming the kind of problem, e.g. `urn:oms:problem:not-found`.")
+    type: str = Field(pattern=r"^urn:oms:problem:[a-z0-9-]+$",
+                      description="URN naming the kind of problem, e.g. `urn:oms:problem:not-found`.")
     title: str = Field(description="Short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
     detail: str | None = Field(None, description="What went wrong in this occurrence.")
     instance: str | None = Field(None, description="The request path.")
     request_id: str | None = Field(None, description="The request's X-Request-Id; quote it when reporting.")
+    # Extension members of problems about one order (present only then), with their JSON types.
+    order_id: str | None = Field(None, description="The order's id, when the problem is about one order.")
+    number: int | None = Field(None, description="The order's number (`1001` for #1001).")
+    stage: str | None = Field(None, description="The order's current stage.")
+    held_from: str | None = Field(None, description="For an order on hold: the stage it resumes to.")
+    allowed: list[str] | None = Field(None, description="Illegal transition: the stages the order can move to.")
+    requested: str | None = Field(None, description="Illegal transition: the stage asked for.")
+    expected_version: int | None = Field(None, description="Version conflict: the version the request expected.")
+    current_version: int | None = Field(None, description="Version conflict: the order's version now.")
 
 
 class FieldError(BaseModel):
-    field: str = Field(description="Path of the offending value, e.g. `items[0].quantity`.")
-    location: str = Field(description="`body`, `query`, `path` or `header`.")
-    reason: str = Field(description="Why the value was rejected.")
-    code: str = Field(description="Machine-readable reason, e.g. `greater_than`, `missing`.")
+    field: str = Field(description="Path of the offending value, e.g. `items[0].quantity`; `\"\"` = the whole body.")
+    location: Literal["body", "query", "path", "header", "cookie"] = Field(
+        description="Where the value was sent: `body`, `query`, `path`, `header` or `cookie`.")
+    reason: str = Field(description="Why the value was rejected, for a person.")
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Why, for a program: pydantic's error type "
+                      "(`greater_than`, `missing`...) or the service's own (`too_many_decimals`, "
+                      "`exceeds_refundable`...).")
 
 
 class ValidationProblem(Problem):
@@ -145,8 +158,12 @@ def problem_response(
 
 def domain_error_body(exc: DomainError, instance: str | None = None) -> dict[str, Any]:
     """Any ``DomainError``, local or rebuilt from a service's reply (``shared.errors.from_wire``), from what it
-    carries: its type, title and status, its detail and its extra fields. No error class is named here."""
-    return problem_body(exc.status, exc.title, exc.detail, type_uri=exc.type, instance=instance, extra=exc.extra)
+    carries: its type, title and status, its detail and its extra fields. No error class is named here.
+    Its ``errors`` entries are completed to the published ``FieldError`` shape (``complete_errors``)."""
+    extra = dict(exc.extra)
+    if isinstance(extra.get("errors"), list | tuple):
+        extra["errors"] = complete_errors(extra["errors"])
+    return problem_body(exc.status, exc.title, exc.detail, type_uri=exc.type, instance=instance, extra=extra)
 
 
 def problem_error_body(exc: ProblemError, instance: str | None = None) -> dict[str, Any]:
@@ -177,7 +194,7 @@ def validation_errors(errors: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
         else:
             field = field_path(loc)
             reason = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        result.append({"field": field, "location": location, "reason": reason, "code": code})
+        result.append(field_error(field, reason, code, location))
     return result
 
 

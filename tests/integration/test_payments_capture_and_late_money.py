@@ -16,7 +16,7 @@ from services.payments import usecases as payments
 from services.payments.contracts.sandbox import CARD_3DS, CARD_SUCCESS
 from services.payments.provider import HttpSandboxProvider, ProviderDeclined
 from services.payments.provider.sandbox import SandboxState
-from shared.errors import IllegalTransition, InvalidRequest
+from shared.errors import InvalidRequest, NotAllowedInThisState
 from tests.integration.test_payments_service import (
     ACTOR,
     TOTAL,
@@ -102,7 +102,7 @@ def test_staff_capture_part_of_an_authorization_and_the_rest_is_released(
     assert too_much.value.extra["errors"][0]["field"] == "amount"
     with pytest.raises(InvalidRequest) as unknown:
         payments.capture_payment(payments_db, provider, ref, {"payment_id": "pay_nope"}, ACTOR)
-    assert unknown.value.extra["errors"][0]["field"] == "payment_id"
+    assert unknown.value.extra["errors"][0]["field"] == "payment_id" and unknown.value.status == 422
 
     summary = payments.capture_payment(payments_db, provider, ref, {"amount": "40.00"}, ACTOR)
     assert summary["status"] == "partially_paid" and summary["captured"] == "40.00"
@@ -112,8 +112,9 @@ def test_staff_capture_part_of_an_authorization_and_the_rest_is_released(
     assert provider.get_payment(pid).amount_captured == Decimal("40.00")
     deliver_webhooks(state, provider, payments_db, pid)  # payment.succeeded for 40.00: the same facts
     assert len(payments.summary(payments_db, ref)["ledger"]) == 3
-    with pytest.raises(InvalidRequest):  # nothing left to capture
+    with pytest.raises(NotAllowedInThisState) as nothing:  # nothing left to capture: 409, the state says no
         payments.capture_payment(payments_db, provider, ref, {}, ACTOR)
+    assert nothing.value.status == 409
 
 
 def test_a_3d_secure_payment_is_in_progress_until_the_customer_confirms(
@@ -164,8 +165,9 @@ def test_money_paid_after_the_order_was_closed_is_refunded_at_once(
         o, stage, a, None, now).as_outcome(), "transition")
     sync(orders_db, payments_db, provider, ref)
     assert payments.summary(payments_db, ref)["stage"] == stage
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(NotAllowedInThisState) as closed:  # 409: the request is fine, the order's state is not
         payments.create_payment_link(payments_db, provider, ref, ACTOR)
+    assert closed.value.status == 409
 
     # The customer pays the link they still have.
     result = provider.authorize(link["link_id"], CARD_SUCCESS, idempotency_key=str(uuid.uuid4()))

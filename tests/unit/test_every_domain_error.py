@@ -34,7 +34,9 @@ pytestmark = pytest.mark.unit
 KEY = "oms_abcd1234_" + "x" * 40
 PRINCIPAL = Principal(id=uuid.UUID("00000000-0000-4000-8000-000000000001"), name="unit tests", prefix="abcd1234")
 ORDER_ID = "6f1c1f55-3a2b-4c8e-9a51-0d0c1b2a3f4e"
-EXTRA = {"order_id": ORDER_ID, "stage": "placed", "allowed": ["confirmed", "cancelled"]}
+EXTRA = {"order_id": ORDER_ID, "number": 1001, "stage": "placed", "held_from": None,
+         "allowed": ["confirmed", "cancelled"], "versions": {"expected": 3, "current": 4, "retry": True}, "ratio": 0.5}
+"""Values of every JSON type: they must reach the client with their types (1001, not "1001"; null, not "None")."""
 
 
 def _every_module() -> list[str]:
@@ -140,6 +142,7 @@ def test_a_domain_error_reaches_the_client_as_its_own_problem(
     assert problem["detail"] == detail
     assert problem["instance"] == path
     assert {k: problem.get(k) for k in EXTRA} == EXTRA
+    assert problem["number"] == 1001 and problem["held_from"] is None and problem["versions"]["retry"] is True
 
 
 def test_a_rebuilt_error_is_still_caught_as_its_shared_kind() -> None:

@@ -401,3 +401,19 @@ def test_openapi_declares_problem_responses(client: TestClient) -> None:
 def test_request_hash_is_canonical() -> None:
     assert request_hash("POST", "/x", {"a": 1, "b": 2}) == request_hash("post", "/x", {"b": 2, "a": 1})
     assert request_hash("POST", "/x", {"a": 1}) != request_hash("POST", "/y", {"a": 1})
+
+
+def test_errors_entries_built_by_hand_reach_the_client_complete(client: TestClient, rpc: FakeRpc) -> None:
+    """An ``errors`` entry a sender built without ``location``/``code`` still matches the published
+    ``FieldError`` (every member present), and one built with ``field_error`` arrives as it was."""
+    from shared.errors import InvalidRequest, field_error
+
+    rpc.results["list_orders"] = InvalidRequest("Bad cursor.", errors=[
+        {"field": "cursor", "reason": "malformed cursor"},
+        field_error("limit", "too many", "too_many", "query"),
+    ])
+    problem = assert_problem(client.get("/api/v1/orders"), 422)
+    assert problem["errors"] == [
+        {"field": "cursor", "location": "body", "reason": "malformed cursor", "code": "invalid"},
+        {"field": "limit", "location": "query", "reason": "too many", "code": "too_many"},
+    ]

@@ -40,7 +40,7 @@ from services.orders.contracts.schemas import (
 from services.orders.contracts.stages import RESUMABLE_STAGES, TRANSITIONS, status_machine_table
 from services.orders.domain import Order, Stage
 from services.orders.usecases import views
-from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict, parse
+from shared.errors import IllegalTransition, InvalidRequest, NotAllowedInThisState, NotFound, VersionConflict, parse
 
 pytestmark = pytest.mark.unit
 
@@ -177,8 +177,12 @@ def test_only_the_timer_abandons() -> None:
 
 
 def test_unknown_stage_is_an_invalid_request() -> None:
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(InvalidRequest) as info:
         d.transition(new(), "teleported", STAFF, None, NOW)
+    assert info.value.status == 422
+    assert info.value.extra["errors"] == [
+        {"field": "to", "location": "body", "reason": "unknown stage", "code": "unknown_stage"}
+    ]
     assert not d.can_transition(new(), "teleported")
 
 
@@ -372,18 +376,21 @@ def test_edits_record_history_and_events_and_repeat_as_no_ops() -> None:
 
 @pytest.mark.parametrize("stage", [Stage.shipped, Stage.delivered, Stage.returned, Stage.archived])
 def test_address_and_customer_are_frozen_once_shipped(stage: Stage) -> None:
+    """Not allowed in this state: 409, like an illegal stage move (the request itself is fine)."""
     order = at_stage(stage)
-    with pytest.raises(InvalidRequest, match=f"Order #1001 is {stage.value}"):
+    with pytest.raises(NotAllowedInThisState, match=f"Order #1001 is {stage.value}") as info:
         d.set_address(order, SetAddress(address=ADDRESS), STAFF, NOW)
-    with pytest.raises(InvalidRequest) as info:
+    assert info.value.status == 409 and info.value.type == "urn:oms:problem:not-allowed-in-this-state"
+    with pytest.raises(NotAllowedInThisState) as info:
         d.change_customer(order, ChangeCustomer(customer=Customer(name="Cy")), STAFF, NOW)
-    assert info.value.extra["stage"] == stage.value
+    assert info.value.extra["stage"] == stage.value and info.value.extra["number"] == 1001
 
 
 def test_payment_method_cannot_change_once_paid() -> None:
     order = d.set_payment_method(new(), SetPaymentMethod(method="card", paid=True), CUSTOMER, NOW).order
-    with pytest.raises(InvalidRequest, match="already paid by card"):
+    with pytest.raises(NotAllowedInThisState, match="already paid by card") as info:
         d.set_payment_method(order, SetPaymentMethod(method="bank_transfer"), CUSTOMER, NOW)
+    assert info.value.status == 409
 
 
 def test_cash_on_delivery_can_be_marked_paid_after_delivery() -> None:
@@ -420,12 +427,21 @@ def test_notes_add_edit_delete_keep_an_audit_trail() -> None:
 
 def test_archived_orders_refuse_notes_and_customer_edits() -> None:
     order = at_stage(Stage.archived)
-    with pytest.raises(InvalidRequest, match="archived"):
+    with pytest.raises(NotAllowedInThisState, match="archived") as info:
         d.add_note(order, AddNote(text="x"), STAFF, NOW)
-    with pytest.raises(InvalidRequest, match="archived"):
+    assert info.value.status == 409
+    with pytest.raises(NotAllowedInThisState, match="archived"):
         d.set_customer_note(order, SetCustomerNote(note="x"), CUSTOMER, NOW)
-    with pytest.raises(InvalidRequest, match="archived"):
+    with pytest.raises(NotAllowedInThisState, match="archived"):
         d.set_payment_method(order, SetPaymentMethod(method="card"), CUSTOMER, NOW)
+
+
+def test_a_note_id_taken_by_another_note_is_a_conflict() -> None:
+    added = d.add_note(new(), AddNote(text="first"), STAFF, NOW)
+    assert added.note is not None
+    with pytest.raises(NotAllowedInThisState) as info:
+        d.add_note(added.order, AddNote(text="other"), STAFF, NOW, note_id=added.note.id)
+    assert info.value.status == 409
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -509,6 +525,7 @@ def test_unknown_currency_is_refused_at_placement_naming_the_field(currency: str
         parse(PlaceOrder, {**body, "currency": currency}, "order")
     assert info.value.status == 422
     assert [e["field"] for e in info.value.extra["errors"]] == ["currency"]
+    assert {"location", "code", "reason"} <= set(info.value.extra["errors"][0])
 
 
 @pytest.mark.parametrize("currency", ["ABC", "XAU"])
@@ -518,7 +535,9 @@ def test_the_domain_refuses_an_unknown_currency_too(currency: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         d.new_order(cmd, 1001, uuid4(), NOW, CUSTOMER)
     assert info.value.status == 422
-    assert [e["field"] for e in info.value.extra["errors"]] == ["currency"]
+    assert [(e["field"], e["location"], e["code"]) for e in info.value.extra["errors"]] == [
+        ("currency", "body", "unknown_currency")
+    ]
 
 
 def test_three_decimal_currency_is_exact() -> None:
@@ -537,7 +556,10 @@ def test_three_decimal_currency_is_exact() -> None:
     }  # fmt: skip
     with pytest.raises(InvalidRequest) as info:
         new(currency="TND", items=[{"sku": "A", "name": "A", "quantity": 1, "unit_price": "10.0005"}])
-    assert info.value.extra["errors"][0]["field"] == "items[0].unit_price"
+    assert info.value.extra["errors"][0] == {
+        "field": "items[0].unit_price", "location": "body", "reason": "TND amounts have at most 3 decimal places",
+        "code": "too_many_decimals",
+    }
 
 
 @pytest.mark.parametrize("currency", ["JPY", "KRW"])

@@ -30,6 +30,7 @@ from services.payments.domain import (
     preview_refund,
     refund_level,
 )
+from shared.errors import field_error
 from shared.money import Money, MoneyError, allocate_proportionally, minor_unit, parse_amount, quantize, to_decimal
 
 pytestmark = pytest.mark.unit
@@ -131,7 +132,8 @@ def test_no_float_is_ever_accepted_as_money(value: float) -> None:
     for name in ("shipping", "adjustment_refund", "adjustment_fee"):
         preview = o.preview_refund(paid_by_card(o), RefundRequest(**{name: value}))  # type: ignore[arg-type]
         assert not preview.ok
-        assert {"field": name, "reason": "float is not accepted, send a decimal string"} in preview.errors
+        expected = field_error(name, "float is not accepted, send a decimal string", "not_a_decimal_string")
+        assert expected in preview.errors
         with pytest.raises(RefundRejected):
             preview.to_entries("r", T0)
 
@@ -380,13 +382,16 @@ def test_refund_errors_name_the_field_and_the_reason() -> None:
     ledger = paid_by_card(o)
     preview = o.preview_refund(ledger, RefundRequest({"SHIRT": 4, "NOPE": 1, "l2": -1}, shipping=D("5.00")))
     errors = {e["field"]: e["reason"] for e in preview.errors}
+    codes = {e["field"]: e["code"] for e in preview.errors}
+    assert codes == {"lines.SHIRT": "exceeds_refundable", "lines.NOPE": "unknown_line", "lines.l2": "negative",
+                     "shipping": "exceeds_refundable"}
     assert errors["lines.SHIRT"] == "quantity 4 exceeds the 3 still refundable (3 ordered, 0 already refunded)"
     assert errors["lines.NOPE"] == "no such line or SKU on the order"
     assert errors["lines.l2"] == "quantity must not be negative"
     assert errors["shipping"] == "5.00 exceeds the shipping still refundable (4.99 EUR)"
     with pytest.raises(RefundRejected) as info:
         preview.to_entries("r", T0)
-    assert {"field": "shipping", "reason": "5.00 exceeds the shipping still refundable (4.99 EUR)"} in (
+    assert field_error("shipping", "5.00 exceeds the shipping still refundable (4.99 EUR)", "exceeds_refundable") in (
         info.value.errors
     )
 
@@ -413,7 +418,8 @@ def test_fee_larger_than_refund_and_empty_refund_are_rejected() -> None:
 def test_ambiguous_sku_must_use_the_line_id() -> None:
     o = order(lines=(OrderLine("a", "SKU", 1, D("5")), OrderLine("b", "SKU", 1, D("5"))), discount=D(0), tax=D(0))
     preview = o.preview_refund(paid_by_card(o), RefundRequest({"SKU": 1}))
-    assert preview.errors == ({"field": "lines.SKU", "reason": "SKU SKU is on several lines; use the line id"},)
+    reason = "SKU SKU is on several lines; use the line id"
+    assert preview.errors == (field_error("lines.SKU", reason, "ambiguous_sku"),)
     assert o.preview_refund(paid_by_card(o), RefundRequest({"b": 1})).total == D("5.00")
 
 
@@ -429,7 +435,7 @@ def test_repeating_a_refund_with_the_same_reference_refunds_once() -> None:
     ledger = change.ledger
     assert ledger.refunded == amount
     other = o.preview_refund(ledger, RefundRequest({"l1": 1}, reference="rf-1"))
-    assert {"field": "reference", "reason": "already used for a different refund"} in other.errors
+    assert field_error("reference", "already used for a different refund", "reference_reused") in other.errors
 
 
 def test_refund_goes_back_to_card_payments_before_cash() -> None:

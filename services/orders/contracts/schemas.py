@@ -18,10 +18,10 @@ Why the types look the way they do:
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 from pydantic import (
@@ -34,6 +34,7 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from shared.errors import field_errors, field_path
 from shared.money import Amount, CurrencyCode, MoneyValue
@@ -356,13 +357,61 @@ class OrderPage(_View):
     next_cursor: str | None = None
 
 
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NO_OFFSET = (
+    "{value} has no UTC offset, so it names no single moment: give a date (2021-03-02, the whole day in UTC) or "
+    "a date-time with an offset (2021-03-02T10:00:00+01:00, or Z for UTC)"
+)
+
+
+def _day_or_moment(end_of_day: bool) -> Any:
+    """A query bound given as a date or as a date-time with an offset (the list's ``placed_from``/``placed_to``).
+
+    A date means a whole day in UTC: ``placed_from=2021-03-02`` is its start (00:00Z), ``placed_to=2021-03-02``
+    its end, i.e. the next day's start, since ``placed_to`` is exclusive. A date-time without an offset is
+    refused (code ``timezone_aware``) saying why and what to send instead.
+    """
+
+    def parse(value: Any) -> Any:
+        if isinstance(value, str) and _DAY.match(value.strip()):
+            value = date.fromisoformat(value.strip())  # an impossible day (02-30) is a ValueError: a 422
+        if isinstance(value, date) and not isinstance(value, datetime):
+            start = datetime.combine(value, time.min, tzinfo=UTC)
+            return start + timedelta(days=1) if end_of_day else start
+        if isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return value  # not ISO 8601: pydantic says what is wrong
+            if moment.tzinfo is None:
+                raise PydanticCustomError("timezone_aware", _NO_OFFSET, {"value": value})
+        return value
+
+    return BeforeValidator(parse)
+
+
+def _day_or_moment_schema(end_of_day: bool) -> WithJsonSchema:
+    day = "up to the end of that day in UTC (exclusive)" if end_of_day else "from the start of that day in UTC"
+    return WithJsonSchema({
+        "anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}],
+        "description": f"A date (`2021-03-02`: {day}) or a date-time with an offset (`2021-03-02T10:00:00+01:00`).",
+    })
+
+
+PlacedFrom = Annotated[AwareDatetime | None, _day_or_moment(False), _day_or_moment_schema(False)]
+PlacedTo = Annotated[AwareDatetime | None, _day_or_moment(True), _day_or_moment_schema(True)]
+
+
 class OrderQuery(_Command):
     """Search, filter and sort the order list (keyset pagination: pass ``next_cursor`` back as ``cursor``)."""
 
+    problem_location: ClassVar[str] = "query"
+    """Where an HTTP client sends these fields: invalid ones are reported with ``location`` ``query``."""
+
     stage: list[Stage] | None = None
     channel: list[Channel] | None = None
-    placed_from: AwareDatetime | None = None
-    placed_to: AwareDatetime | None = None
+    placed_from: PlacedFrom = None
+    placed_to: PlacedTo = None
     test: bool | None = None
     q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
         default=None, description="Order number (1001 or #1001), customer name, phone, e-mail or SKU."

@@ -39,7 +39,7 @@ from services.orders.domain.machine import (
     refuse_if_shipped,
 )
 from services.orders.domain.model import HistoryRecord, LineItem, Order, StaffNote, compute_totals
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotAllowedInThisState, NotFound, describe, field_error
 from shared.money import MoneyError, fits, minor_unit, normalize_currency, quantize
 
 # Every order starts with nothing received: the payments service starts it there too and announces only a
@@ -84,7 +84,7 @@ def _currency(cmd: PlaceOrder) -> str:
     except MoneyError as exc:
         raise InvalidRequest(
             f"The order's currency is not valid: {exc}.",
-            errors=[{"field": "currency", "reason": str(exc).removeprefix("currency: ")}],
+            errors=[field_error("currency", str(exc).removeprefix("currency: "), "unknown_currency")],
         ) from None
 
 
@@ -101,7 +101,8 @@ def new_order(cmd: PlaceOrder, number: int, order_id: UUID, now: datetime, actor
 
     def check(amount: Decimal, name: str) -> None:
         if not fits(amount, currency):
-            errors.append({"field": name, "reason": f"{currency} amounts have at most {places} decimal places"})
+            errors.append(field_error(name, f"{currency} amounts have at most {places} decimal places",
+                                      "too_many_decimals"))
 
     for i, item in enumerate(cmd.items):
         check(item.unit_price, f"items[{i}].unit_price")
@@ -113,17 +114,15 @@ def new_order(cmd: PlaceOrder, number: int, order_id: UUID, now: datetime, actor
         )
         if totals.total < 0:
             errors.append(
-                {
-                    "field": "discount",
-                    "reason": f"the discount {totals.discount} is larger than subtotal + shipping + tax "
+                field_error(
+                    "discount",
+                    f"the discount {totals.discount} is larger than subtotal + shipping + tax "
                     f"({totals.subtotal + totals.shipping + totals.tax})",
-                }
+                    "discount_exceeds_total",
+                )
             )
     if errors:
-        raise InvalidRequest(
-            "The order's amounts are not valid: " + "; ".join(f"{e['field']}: {e['reason']}" for e in errors) + ".",
-            errors=errors,
-        )
+        raise InvalidRequest("The order's amounts are not valid: " + describe(errors) + ".", errors=errors)
 
     items = tuple(
         LineItem(
@@ -199,7 +198,7 @@ def set_payment_method(order: Order, cmd: SetPaymentMethod, actor: Actor, now: d
     if method_changes and order.stage in SHIPPED_STAGES:
         refuse_if_shipped(order, "changing the payment method")
     if method_changes and order.paid:
-        raise InvalidRequest(
+        raise NotAllowedInThisState(
             f"Order {order.display_number} is already paid"
             + (f" by {order.payment_method.value}" if order.payment_method else "")
             + f"; its payment method cannot change to {cmd.method.value}.",
@@ -312,7 +311,9 @@ def add_note(order: Order, cmd: AddNote, actor: Actor, now: datetime, note_id: U
         existing = next(n for n in order.notes if n.id == nid)
         if existing.text == cmd.text and not existing.deleted:
             return Outcome(order, note=existing)
-        raise InvalidRequest(f"Order {order.display_number} already has a note {nid}.", **ids(order), note_id=str(nid))
+        raise NotAllowedInThisState(  # the id is taken by another note: a conflict with what exists, 409
+            f"Order {order.display_number} already has a note {nid} with another text.", **ids(order), note_id=str(nid)
+        )
     note = StaffNote(id=nid, text=cmd.text, author=actor, created_at=now, updated_at=now)
     return _apply(
         order,

@@ -18,7 +18,7 @@ from services.orders.contracts.schemas import MANUAL_PAYMENT_METHODS, Actor, Sta
 from services.orders.contracts.stages import FINAL, RESUMABLE_STAGES, SHIPPED_STAGES, TRANSITIONS
 from services.orders.domain import events
 from services.orders.domain.model import ABANDON_TIMER, AUTO_CONFIRM, HistoryRecord, Order, StaffNote
-from shared.errors import IllegalTransition, InvalidRequest, VersionConflict
+from shared.errors import IllegalTransition, InvalidRequest, NotAllowedInThisState, VersionConflict, field_error
 
 S = Stage
 
@@ -104,8 +104,9 @@ def check_version(order: Order, expected_version: int | None) -> None:
 
 
 def refuse_if_archived(order: Order, what: str) -> None:
+    """An archived order is closed: no edit of any kind (409, the request itself may be fine)."""
     if order.stage == S.archived:
-        raise InvalidRequest(
+        raise NotAllowedInThisState(
             f"Order {order.display_number} is archived; {what} is not possible on an archived order "
             "(it is closed and kept for records).",
             **ids(order),
@@ -113,9 +114,10 @@ def refuse_if_archived(order: Order, what: str) -> None:
 
 
 def refuse_if_shipped(order: Order, what: str) -> None:
+    """Once shipped, what was shipped (address, customer) cannot change (409)."""
     refuse_if_archived(order, what)
     if order.stage in SHIPPED_STAGES:
-        raise InvalidRequest(
+        raise NotAllowedInThisState(
             f"Order {order.display_number} is {order.stage.value}; {what} is only possible before shipping.",
             **ids(order),
         )
@@ -133,7 +135,7 @@ def _as_stage(order: Order, to: Stage | str) -> Stage:
         raise InvalidRequest(
             f"{to!r} is not a stage; stages are: {', '.join(s.value for s in Stage)}.",
             **ids(order),
-            errors=[{"field": "to", "reason": "unknown stage"}],
+            errors=[field_error("to", "unknown stage", "unknown_stage")],
         ) from None
 
 

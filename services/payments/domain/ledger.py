@@ -36,6 +36,7 @@ from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from services.payments.contracts.vocabulary import MANUAL_METHODS, PaymentMethod, PaymentStatus
+from shared.errors import describe, field_error
 from shared.money import (
     ZERO,
     MoneyError,
@@ -808,8 +809,20 @@ def _same_movement(a: LedgerEntry, b: LedgerEntry) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def money_error_code(exc: Exception) -> str:
+    """The ``code`` of an ``errors`` entry for an amount ``shared.money`` refused."""
+    text = str(exc)
+    if "more decimals" in text:
+        return "too_many_decimals"
+    if "not a decimal" in text or "not a finite" in text or "not accepted for money" in text:
+        return "not_a_decimal"
+    if "currency" in text:
+        return "unknown_currency"
+    return "invalid_amount"
+
+
 class RefundRejected(ValueError):
-    """A refund request that breaks a rule; ``errors`` are ``{"field", "reason"}`` dicts for the API.
+    """A refund request that breaks a rule; ``errors`` are ``shared.errors.field_error`` entries for the API.
 
     Kept independent of ``shared.errors`` so this module stays pure; :meth:`as_invalid_request` gives the
     service layer the RPC-serializable error the gateway maps to a 422 problem.
@@ -880,8 +893,7 @@ class RefundPreview:
 
     def raise_for_errors(self) -> None:
         if self.errors:
-            reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in self.errors)
-            raise RefundRejected(f"refund rejected: {reasons}", list(self.errors))
+            raise RefundRejected(f"refund rejected: {describe(self.errors)}", list(self.errors))
 
     def to_entries(self, reference: str, at: datetime) -> list[LedgerEntry]:
         """Ledger entries for this refund, one per payment it draws on; the first carries the breakdown.
@@ -892,7 +904,7 @@ class RefundPreview:
         if self.reference is not None and self.reference != reference:
             raise RefundRejected(
                 "refund reference differs from the previewed one",
-                [{"field": "reference", "reason": "differs from the previewed request"}],
+                [field_error("reference", "differs from the previewed request", "reference_mismatch")],
             )
         entries: list[LedgerEntry] = []
         for i, alloc in enumerate(self.allocations):
@@ -948,13 +960,14 @@ def _request_amount(value: object, currency: str, name: str, errors: list[dict[s
     try:
         amount = parse_amount(value, currency, field=name)
     except TypeError:
-        errors.append({"field": name, "reason": f"{type(value).__name__} is not accepted, send a decimal string"})
+        errors.append(field_error(name, f"{type(value).__name__} is not accepted, send a decimal string",
+                                  "not_a_decimal_string"))
         return ZERO
     except MoneyError as exc:
-        errors.append({"field": name, "reason": str(exc).split(": ", 1)[-1]})
+        errors.append(field_error(name, str(exc).split(": ", 1)[-1], money_error_code(exc)))
         return ZERO
     if amount < 0:
-        errors.append({"field": name, "reason": "must not be negative"})
+        errors.append(field_error(name, "must not be negative", "negative"))
         return ZERO
     return amount
 
@@ -987,17 +1000,18 @@ def preview_refund(
     for key, qty in request.lines.items():
         fld = f"lines.{key}"
         if isinstance(qty, bool) or not isinstance(qty, int):
-            errors.append({"field": fld, "reason": f"quantity must be a whole number, got {qty!r}"})
+            errors.append(field_error(fld, f"quantity must be a whole number, got {qty!r}", "not_a_whole_number"))
             continue
         if qty < 0:
-            errors.append({"field": fld, "reason": "quantity must not be negative"})
+            errors.append(field_error(fld, "quantity must not be negative", "negative"))
             continue
         line, problem = _resolve_line(key, order_lines)
         if line is None:
-            errors.append({"field": fld, "reason": problem or "unknown line"})
+            code = "ambiguous_sku" if problem and "several" in problem else "unknown_line"
+            errors.append(field_error(fld, problem or "unknown line", code))
             continue
         if line.line_id in requested:
-            errors.append({"field": fld, "reason": f"line {line.line_id} is listed twice (id and SKU)"})
+            errors.append(field_error(fld, f"line {line.line_id} is listed twice (id and SKU)", "duplicate_line"))
             continue
         if qty == 0:
             continue
@@ -1006,11 +1020,12 @@ def preview_refund(
         remaining = line.quantity - done.quantity
         if qty > remaining:
             errors.append(
-                {
-                    "field": fld,
-                    "reason": f"quantity {qty} exceeds the {remaining} still refundable "
+                field_error(
+                    fld,
+                    f"quantity {qty} exceeds the {remaining} still refundable "
                     f"({line.quantity} ordered, {done.quantity} already refunded)",
-                }
+                    "exceeds_refundable",
+                )
             )
             continue
         cumulative = refund_amount_for_units(totals[line.line_id], line.quantity, done.quantity + qty, currency)
@@ -1021,10 +1036,11 @@ def preview_refund(
     shipping_left = parse_amount(order_shipping, currency, field="shipping") - ledger.refunded_shipping()
     if shipping > shipping_left:
         errors.append(
-            {
-                "field": "shipping",
-                "reason": f"{shipping} exceeds the shipping still refundable ({shipping_left} {currency})",
-            }
+            field_error(
+                "shipping",
+                f"{shipping} exceeds the shipping still refundable ({shipping_left} {currency})",
+                "exceeds_refundable",
+            )
         )
     adj_refund = _request_amount(request.adjustment_refund, currency, "adjustment_refund", errors)
     adj_fee = _request_amount(request.adjustment_fee, currency, "adjustment_fee", errors)
@@ -1039,19 +1055,21 @@ def preview_refund(
         if replay is not None:
             return replay
         if ledger.refund_group(request.reference):
-            errors.append({"field": "reference", "reason": "already used for a different refund"})
+            errors.append(field_error("reference", "already used for a different refund", "reference_reused"))
 
     if total < 0:
-        errors.append({"field": "adjustment_fee", "reason": f"the fee exceeds the refund by {-total} {currency}"})
+        errors.append(field_error("adjustment_fee", f"the fee exceeds the refund by {-total} {currency}",
+                                  "fee_exceeds_refund"))
     elif total == 0 and not errors:
-        errors.append({"field": "total", "reason": "nothing to refund"})
+        errors.append(field_error("total", "nothing to refund", "nothing_to_refund"))
     if total > refundable:
         errors.append(
-            {
-                "field": "total",
-                "reason": f"{total} exceeds what can still be refunded ({refundable} {currency}: "
+            field_error(
+                "total",
+                f"{total} exceeds what can still be refunded ({refundable} {currency}: "
                 f"captured {ledger.captured} - refunded {ledger.refunded})",
-            }
+                "exceeds_refundable",
+            )
         )
 
     allocations: list[PaymentAllocation] = []

@@ -28,7 +28,7 @@ from services.payments import domain
 from services.payments.contracts import events as ev
 from services.payments.provider import ProviderRequestError, ProviderUnavailable
 from shared import outbox
-from shared.errors import IllegalTransition
+from shared.errors import NotAllowedInThisState
 
 log = logging.getLogger("services.payments")
 
@@ -106,9 +106,9 @@ def refresh_status(
 
 
 def refuse_when_closed(p: domain.OrderPayments, consequence: str) -> None:
-    """No new money on an order that will never be fulfilled (money that still comes is given back)."""
+    """No new money on an order that will never be fulfilled (money that still comes is given back): 409."""
     if not p.takes_new_money:
-        raise IllegalTransition(f"Order #{p.number} is {p.stage.value}; {consequence}",
+        raise NotAllowedInThisState(f"Order #{p.number} is {p.stage.value}; {consequence}",
                                 order_id=str(p.order_id), stage=p.stage.value)
 
 

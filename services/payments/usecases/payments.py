@@ -22,7 +22,7 @@ from services.payments.settings import get_settings
 from services.payments.usecases import views
 from services.payments.usecases.common import Tx, base, commit, emit, now, refuse_when_closed
 from shared.db import Database
-from shared.errors import InvalidRequest, parse
+from shared.errors import InvalidRequest, NotAllowedInThisState, field_error, parse
 from shared.money import MoneyError, parse_amount
 
 
@@ -41,12 +41,13 @@ def record_manual_payment(db: Database, order_id: str, command: Any, actor: Any)
                 f"Order #{p.number} is paid by {method.value if method else 'no method yet'}; record a manual "
                 "payment with method cash_on_delivery, bank_transfer or pos_on_delivery.",
                 order_id=str(p.order_id),
-                errors=[{"field": "method", "reason": "a manual payment method is needed"}],
+                errors=[field_error("method", "a manual payment method is needed", "manual_method_required")],
             )
         refuse_when_closed(p, "no payment can be recorded on it.")
         amount = _amount(cmd.amount, p.currency)
         if amount <= 0:
-            raise InvalidRequest("The amount must be positive.", errors=[{"field": "amount", "reason": "must be > 0"}])
+            raise InvalidRequest("The amount must be positive.",
+                                 errors=[field_error("amount", "must be > 0", "not_positive")])
         reference = cmd.reference or f"manual-{uuid.uuid4().hex[:12]}"
         payment_id = f"manual:{reference}"
         existing = p.ledger.find((domain.EntryKind.MANUAL_RECEIVED, payment_id, reference))
@@ -77,9 +78,9 @@ def create_payment_link(
         refuse_when_closed(p, "it cannot be paid any more.")
         s = p.summary()
         if s.balance_due <= 0:
-            raise InvalidRequest(
+            raise NotAllowedInThisState(
                 f"Order #{p.number} has nothing left to pay (status {s.status.value}).",
-                order_id=str(p.order_id), status=s.status.value,
+                order_id=str(p.order_id), payment_status=s.status.value,
             )
         for a in p.attempts:  # an open link for what is still due is reused: asking twice sends one link
             if (a.link_id and a.status in ("open", "failed") and a.amount == s.balance_due
@@ -118,16 +119,18 @@ def capture_payment(db: Database, provider: PaymentProvider, order_id: str, comm
         if cmd.payment_id is not None:
             wanted = p.provider_payment_id(cmd.payment_id)
             open_ = [(pid, rest) for pid, rest in open_ if pid == wanted]
-        if not open_:
+        if not open_ and cmd.payment_id is not None:  # the request names the wrong payment: 422
             raise InvalidRequest(
-                f"Order #{p.number} has no authorized card payment to capture"
-                + (f" with id {cmd.payment_id}." if cmd.payment_id else "."),
+                f"Order #{p.number} has no authorized card payment to capture with id {cmd.payment_id}.",
                 order_id=str(p.order_id),
-                errors=[{"field": "payment_id", "reason": "no open authorization"}],
+                errors=[field_error("payment_id", "no open authorization with this id", "no_open_authorization")],
             )
+        if not open_:  # nothing authorized is left to capture: the order's state, not the request
+            raise NotAllowedInThisState(f"Order #{p.number} has no authorized card payment to capture.",
+                                        order_id=str(p.order_id))
         if cmd.amount is not None and len(open_) > 1:
             raise InvalidRequest("Several authorizations are open; name the payment_id to capture an amount.",
-                                 errors=[{"field": "payment_id", "reason": "required with amount"}])
+                                 errors=[field_error("payment_id", "required with amount", "required_with_amount")])
         entries: list[domain.LedgerEntry] = []
         captures: list[tuple[str, Decimal]] = []
         oid = p.order_id
@@ -136,7 +139,8 @@ def capture_payment(db: Database, provider: PaymentProvider, order_id: str, comm
             if not 0 < amount <= rest:
                 raise InvalidRequest(
                     f"Capture {amount} {p.currency}: it must be positive and at most the {rest} authorized.",
-                    errors=[{"field": "amount", "reason": f"must be > 0 and <= {rest}"}],
+                    errors=[field_error("amount", f"must be > 0 and <= {rest}",
+                                        "not_positive" if amount <= 0 else "exceeds_authorized")],
                 )
             try:
                 provider.capture(pid, None if amount == rest else amount,
@@ -175,4 +179,4 @@ def _amount(value: Any, currency: str) -> Decimal:
     try:
         return parse_amount(value, currency)
     except MoneyError as exc:
-        raise InvalidRequest(str(exc), errors=[{"field": "amount", "reason": str(exc)}]) from None
+        raise InvalidRequest(str(exc), errors=[field_error("amount", str(exc), domain.money_error_code(exc))]) from None

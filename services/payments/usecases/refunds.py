@@ -15,7 +15,7 @@ from services.payments.provider import PaymentProvider, ProviderRequestError, Pr
 from services.payments.usecases import views
 from services.payments.usecases.common import base, commit, emit, now
 from shared.db import Database
-from shared.errors import InvalidRequest, parse
+from shared.errors import InvalidRequest, describe, field_error, parse
 from shared.money import MoneyError
 
 
@@ -33,7 +33,8 @@ def _preview(p: domain.OrderPayments, cmd: RefundCommand, reference: str | None)
     try:
         return p.order.preview_refund(p.ledger, _request(cmd, reference))
     except MoneyError as exc:
-        raise InvalidRequest(f"The refund cannot be computed: {exc}", order_id=str(p.order_id)) from None
+        raise InvalidRequest(f"The refund cannot be computed: {exc}", order_id=str(p.order_id),
+                             errors=[field_error("", str(exc), domain.money_error_code(exc))]) from None
 
 
 def refund_preview(db: Database, order_id: str, command: Any) -> dict[str, Any]:
@@ -60,8 +61,7 @@ def refund(
         if preview.already_applied:
             return views.refund_preview(p, preview).model_dump(mode="json")
         if not preview.ok:
-            reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in preview.errors)
-            raise InvalidRequest(f"The refund cannot be made: {reasons}.", order_id=str(p.order_id),
+            raise InvalidRequest(f"The refund cannot be made: {describe(preview.errors)}.", order_id=str(p.order_id),
                                  errors=[dict(e) for e in preview.errors])
         oid = p.order_id
         for alloc in preview.allocations:
@@ -106,7 +106,8 @@ def mark_refund_paid_out(db: Database, order_id: str, command: Any, actor: Any) 
         if not refunded:
             raise InvalidRequest(  # not NotFound: the order exists, the request names the wrong refund
                 f"Order #{p.number} has no refund {reference!r} to pay out by hand.",
-                order_id=str(p.order_id), errors=[{"field": "reference", "reason": "no such manual refund"}],
+                order_id=str(p.order_id),
+                errors=[field_error("reference", "no such manual refund", "unknown_refund")],
             )
         if p.mark_paid_out(reference, actor, cmd.note):
             amount = sum((e.amount for e in refunded), Decimal(0))
