@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from services.orders import document
 from services.orders.contracts.schemas import OrderQuery
 from services.orders.domain import HistoryRecord, Order, order_number_from_search
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import InvalidRequest, NotFound, field_error
 
 Tx = psycopg.Connection[Any]
 
@@ -200,7 +200,7 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
     except (ValueError, TypeError) as exc:
         raise InvalidRequest(
             "The cursor is not one this API returned.",
-            errors=[{"field": "cursor", "reason": f"malformed cursor ({exc.__class__.__name__})"}],
+            errors=[field_error("cursor", f"malformed cursor ({exc.__class__.__name__})", "malformed_cursor", "query")],
         ) from None
 
 
@@ -264,7 +264,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         # Only the cursor's values are free text here: a tampered one is the client's error, not a 500.
         raise InvalidRequest(
             "The cursor is not one this API returned.",
-            errors=[{"field": "cursor", "reason": "malformed cursor (bad position)"}],
+            errors=[field_error("cursor", "malformed cursor (bad position)", "malformed_cursor", "query")],
         ) from None
     more = len(rows) > query.limit
     rows = rows[: query.limit]

@@ -103,3 +103,18 @@ def test_the_sandbox_payment_pages_are_offline() -> None:
             answer = client.post(f"/pay/{link}", data={"card_number": card})
             assert not EXTERNAL.findall(answer.text)
             assert all(not urlsplit(url).netloc for url in links(answer.text))
+
+
+@pytest.mark.parametrize("asset", ["swagger-ui-bundle.js", "redoc.standalone.js"])
+def test_each_bundled_asset_ships_with_its_licence(gateway: TestClient, asset: str) -> None:
+    """Each bundle's first line says where its licences are; that path is served, and the project's own
+    licence files for Swagger UI (Apache-2.0) and ReDoc (MIT) are served too."""
+    first_line = gateway.get(f"/api/v1/docs-assets/{asset}").text.splitlines()[0]
+    named = re.search(r"see (\S+\.LICENSE\.txt)", first_line)
+    assert named, first_line
+    bundled = gateway.get(f"/api/v1/docs-assets/{named.group(1)}")
+    assert bundled.status_code == 200 and "license" in bundled.text.lower()
+    own = {"swagger-ui-bundle.js": ("swagger-ui.LICENSE", "Apache License"), "redoc.standalone.js": (
+        "redoc.LICENSE", "MIT License")}[asset]
+    licence = gateway.get(f"/api/v1/docs-licenses/{own[0]}")
+    assert licence.status_code == 200 and own[1] in licence.text

@@ -25,7 +25,7 @@ from services.orders.contracts.schemas import (
 )
 from services.orders.usecases.common import detail, now, save, with_auto_confirm
 from shared.db import Database
-from shared.errors import InvalidRequest, parse
+from shared.errors import InvalidRequest, field_error, parse
 
 
 def change(
@@ -94,5 +94,5 @@ def _note_id(value: str) -> uuid.UUID:
         return uuid.UUID(str(value))
     except ValueError:
         raise InvalidRequest(
-            f"{value!r} is not a note id.", errors=[{"field": "note_id", "reason": "not a UUID"}]
+            f"{value!r} is not a note id.", errors=[field_error("note_id", "not a UUID", "uuid_parsing", "path")]
         ) from None
