@@ -5,7 +5,8 @@ without internet they are blank. The assets come instead from the ``fastapi-offl
 ``requirements.lock``; its licence ships in its distribution), mounted under ``/api/v1/docs-assets`` and
 named by same-origin paths. The assets' licences (``docs_licenses/``) are served beside them, at the paths
 the bundles' own comments name (``swagger-ui-bundle.js.LICENSE.txt``) and under ``/api/v1/docs-licenses/``.
-Swagger UI's validator badge (an image from validator.swagger.io) is switched off for the same reason. Behind a proxy that sets ``root_path`` the paths carry it, as FastAPI's own do.
+Swagger UI's validator badge (an image from validator.swagger.io) is switched off for the same
+reason. Behind a proxy that sets ``root_path`` the paths carry it, as FastAPI's own do.
 """
 
 from __future__ import annotations
