@@ -1,4 +1,4 @@
-"""``oms bench place`` and ``oms bench pay``: how fast do orders go through the system over HTTP?
+"""``oms bench place``, ``oms bench pay`` and ``oms bench abandon``: how fast do orders go through the system?
 
 ``place``: for each client count, N concurrent workers each place orders one after another
 (``POST /api/v1/orders``) until the level's order count is reached; orders/s = orders placed / wall time,
@@ -14,6 +14,14 @@ payments → ``payment.status_changed.v1`` → orders → event). Confirmed orde
 from the first placement to the last confirmation; end-to-end latency = confirmation received − placement
 request sent; and the p50 of each HTTP step.
 
+``abandon``: how fast the abandonment timer abandons a backlog of stale orders. Against a system started with a
+short abandonment window (``OMS_ABANDON_AFTER_SECONDS=20 oms run``), it places N test orders without an
+address over HTTP, then waits for each one's ``order.stage_changed.v1`` to ``abandoned`` on the bus. Each event
+says when its batch began (its data's ``at``: the time the timer's domain decision used) and when it was
+written (the CloudEvent's ``time``); batches that follow each other within half a second form one check.
+Abandoned orders/s = the largest check's orders / (its last write − its first batch's start); the largest batch
+seen is the batch size the service used.
+
 Bounded on purpose: at most ``--orders`` per level and ``--max-seconds`` per level.
 """
 
@@ -25,7 +33,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -184,13 +192,19 @@ def _order_body(rng: random.Random) -> dict[str, Any]:
     return body
 
 
-async def place_level(base: str, key: str, clients: int, orders: int, max_seconds: float) -> LevelResult:
+async def place_level(
+    base: str,
+    key: str,
+    clients: int,
+    orders: int,
+    max_seconds: float,
+    make_body: Callable[[random.Random], dict[str, Any]] = _order_body,
+) -> LevelResult:
     import httpx
-
 
     result = LevelResult(clients)
     rng = random.Random(clients)
-    bodies = [_order_body(rng) for _ in range(orders)]
+    bodies = [make_body(rng) for _ in range(orders)]
     remaining = iter(range(orders))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {key}", "User-Agent": "oms-bench"}
@@ -544,4 +558,160 @@ def pay(
         if missing:
             err_console.print(f"[yellow]{r.clients} client(s): {missing} paid order(s) not confirmed in time[/]")
     if not results or any(r.confirmed == 0 for r in results):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------------ abandoning
+ABANDONED = "order.stage_changed.v1:abandoned"
+
+
+class AbandonListener(EventListener):
+    """``order.stage_changed.v1`` to ``abandoned``: per order, when its batch began (the event data's ``at``) and
+    when the event was written (the CloudEvent's ``time``), both set by the timer's transaction."""
+
+    def __init__(self, amqp_url: str) -> None:
+        super().__init__(amqp_url, ("order.stage_changed.v1",))
+        self.abandoned: dict[str, tuple[float, float]] = {}
+
+    def _on_message(self, ch: Any, method: Any, properties: Any, body: bytes) -> None:
+        try:
+            event = json.loads(body)
+            if event_kind(event) != ABANDONED:
+                return
+            written = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp()
+            began = datetime.fromisoformat(str(event["data"]["at"]).replace("Z", "+00:00")).timestamp()
+            subject = str(event["subject"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return
+        with self._lock:
+            self.abandoned.setdefault(subject, (began, written))
+
+    def abandoned_of(self, subjects: Iterable[str]) -> dict[str, tuple[float, float]]:
+        with self._lock:
+            return {s: self.abandoned[s] for s in subjects if s in self.abandoned}
+
+
+@dataclass
+class Check:
+    """One timer check, as its events show it: batches (start → count, last write) back to back."""
+
+    batches: dict[float, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def orders(self) -> int:
+        return sum(n for n, _ in self.batches.values())
+
+    @property
+    def seconds(self) -> float:
+        return max(w for _, w in self.batches.values()) - min(self.batches)
+
+    @property
+    def largest_batch(self) -> int:
+        return max(n for n, _ in self.batches.values())
+
+
+def timer_checks(abandoned: Iterable[tuple[float, float]], gap: float = 0.5) -> list[Check]:
+    """Group ``(batch start, written)`` per order into batches (same start) and batches into checks: a batch
+    that starts more than ``gap`` seconds after the previous one's last write begins a new check."""
+    batches: dict[float, tuple[int, float]] = {}
+    for began, written in abandoned:
+        n, last = batches.get(began, (0, written))
+        batches[began] = (n + 1, max(last, written))
+    checks: list[Check] = []
+    last_written: float | None = None
+    for began in sorted(batches):
+        if last_written is None or began - last_written > gap:
+            checks.append(Check())
+        checks[-1].batches[began] = batches[began]
+        last_written = max(last_written or 0.0, batches[began][1])
+    return checks
+
+
+def _stale_order_body(rng: random.Random) -> dict[str, Any]:
+    from oms.cli.demo import random_order
+
+    body = random_order(rng, "web")  # no address, no payment method: what the timer abandons
+    body.pop("_city")
+    body["test"] = True  # benchmark orders are not real business
+    return body
+
+
+@app.command()
+def abandon(
+    orders: Annotated[
+        int, typer.Option("--orders", "-n", min=1, max=100_000, help="Stale orders to place and have abandoned.")
+    ] = 5000,
+    clients: Annotated[int, typer.Option("--clients", min=1, max=512, help="Concurrent placing clients.")] = 32,
+    url: UrlOption = None,
+    api_key: ApiKeyOption = None,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", min=1, help="Stop placing after this long.")
+    ] = 120.0,
+    wait: Annotated[
+        float, typer.Option("--wait", min=1, help="How long to wait for the abandonments after placing.")
+    ] = 300.0,
+) -> None:
+    """Abandoned orders/s of the abandonment timer, on a backlog of orders placed over HTTP without an address.
+
+    Start the system with a short abandonment window first, e.g. ``OMS_ABANDON_AFTER_SECONDS=20 oms run``
+    (keep the default 30 s check interval, so the orders pile up between checks).
+    """
+    settings = common_settings()
+    key = resolve_api_key(settings, api_key)
+    base = base_url(settings, url)
+    check_reachable(base)
+
+    print_machine()
+    console.print(f"[bold]target[/]: {base}  ({orders} orders without address, {clients} clients)")
+    listener = AbandonListener(settings.amqp_url)
+    if not listener.start_and_wait(10):
+        err_console.print(f"[red]cannot subscribe to oms.events: {listener.error!r}[/]")
+        raise typer.Exit(1)
+    try:
+        console.print(f"placing {orders} orders without an address…")
+        placed = asyncio.run(place_level(base, key, clients, orders, max_seconds, _stale_order_body))
+        if placed.placed == 0:
+            err_console.print(f"[red]no order was placed: {placed.first_error}[/]")
+            raise typer.Exit(1)
+        console.print(
+            f"placed {placed.placed} in {placed.seconds:.1f}s ({placed.placed / placed.seconds:.0f}/s); "
+            "waiting for the timer to abandon them…"
+        )
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and len(listener.abandoned_of(placed.order_ids)) < placed.placed:
+            time.sleep(0.5)
+        got = listener.abandoned_of(placed.order_ids)
+    except KeyboardInterrupt:
+        err_console.print("interrupted.")
+        raise typer.Exit(1) from None
+    finally:
+        listener.stop()
+        listener.join(5)
+
+    if not got:
+        err_console.print(
+            f"[red]no order was abandoned within {wait:.0f}s: is the system started with a short "
+            "OMS_ABANDON_AFTER_SECONDS (e.g. `OMS_ABANDON_AFTER_SECONDS=20 oms run`)?[/]"
+        )
+        raise typer.Exit(1)
+    checks = timer_checks(got.values())
+    table = Table(
+        "check", "orders", "batches", "largest batch", "seconds", "abandoned orders/s", title="oms bench abandon"
+    )
+    for i, c in enumerate(checks, 1):
+        rate = f"{c.orders / c.seconds:.0f}" if c.seconds > 0 else "-"
+        table.add_row(str(i), str(c.orders), str(len(c.batches)), str(c.largest_batch), f"{c.seconds:.2f}", rate)
+    console.print(table)
+    biggest = max(checks, key=lambda c: c.orders)
+    if biggest.seconds > 0:
+        console.print(
+            f"abandoned {len(got)}/{placed.placed}; largest check: {biggest.orders} orders in {biggest.seconds:.2f}s = "
+            f"[bold]{biggest.orders / biggest.seconds:.0f} abandoned orders/s[/] at batch size {biggest.largest_batch}"
+        )
+    console.print(
+        "seconds = a check's last event written − its first batch's start (both from the events); a check is "
+        "batches less than 0.5 s apart."
+    )
+    if len(got) < placed.placed:
+        err_console.print(f"[yellow]{placed.placed - len(got)} order(s) not abandoned within {wait:.0f}s[/]")
         raise typer.Exit(1)

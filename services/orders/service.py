@@ -88,4 +88,10 @@ class OrdersService:
 
     @timer(interval=get_settings().abandon_check_interval_seconds)
     def abandon_stale_orders(self) -> None:
-        usecases.abandon_stale_orders(self.db, get_settings().abandon_after_seconds)
+        settings = get_settings()
+        usecases.abandon_stale_orders(
+            self.db,
+            settings.abandon_after_seconds,
+            batch_size=settings.abandon_batch_size,
+            time_budget_seconds=settings.abandon_check_budget_seconds,
+        )

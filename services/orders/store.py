@@ -19,7 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from services.orders import document
-from services.orders.contracts.schemas import OrderQuery
+from services.orders.contracts.schemas import MANUAL_PAYMENT_METHODS, OrderQuery
 from services.orders.domain import HistoryRecord, Order, order_number_from_search
 from shared.errors import InvalidRequest, NotFound, field_error
 
@@ -109,7 +109,40 @@ def update(tx: Tx, order: Order, previous_version: int) -> psycopg.Cursor[Any]:
     )
 
 
+# Postgres types of ``_row``'s columns after id and number (the ones an update writes), for the arrays of
+# ``update_many``; the document travels as text and becomes jsonb in the statement.
+_UPDATE_TYPES = (
+    "text", "text", "boolean", "text", "numeric", "text", "text", "text", "text", "text", "text",
+    "timestamptz", "timestamptz", "timestamptz", "integer", "text",
+)
+
+
+def update_many(tx: Tx, saves: Sequence[tuple[Order, int]]) -> int:
+    """``update`` for many orders in ONE statement (``UPDATE ... FROM unnest(...)``); ``saves`` pairs each changed
+    order with the version it was loaded at. Returns how many rows matched their version: the caller holds the
+    row locks, so anything less than ``len(saves)`` means something bypassed them."""
+    if not saves:
+        return 0
+    names = [col.strip() for col in _COLUMNS.split(",")[2:]]
+    rows = [_row(order) for order, _ in saves]
+    columns = [[r[i + 2] for r in rows] for i in range(len(names))]
+    arrays = ", ".join(f"%s::{t}[]" for t in _UPDATE_TYPES)
+    sets = ", ".join(f"{n} = v.{n}::jsonb" if n == "doc" else f"{n} = v.{n}" for n in names)
+    cur = tx.execute(
+        f"UPDATE orders o SET {sets} "
+        f"FROM unnest(%s::uuid[], %s::integer[], {arrays}) AS v(id, previous_version, {', '.join(names)}) "
+        "WHERE o.id = v.id AND o.version = v.previous_version",
+        [[order.id for order, _ in saves], [version for _, version in saves], *columns],
+    )
+    return cur.rowcount
+
+
 def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryRecord]) -> None:
+    add_histories(tx, [(order_id, e) for e in entries])
+
+
+def add_histories(tx: Tx, entries: Sequence[tuple[UUID, HistoryRecord]]) -> None:
+    """History entries of one or many orders, ``(order id, entry)`` pairs."""
     if not entries:
         return
     rows = [
@@ -124,7 +157,7 @@ def add_history(tx: Tx, order_id: UUID, entries: Sequence[HistoryRecord]) -> Non
             e.reason,
             Jsonb(json.loads(json.dumps(e.data, default=str))),
         )
-        for e in entries
+        for order_id, e in entries
     ]
     # One multi-row INSERT (not executemany): a single statement that pipelines with the rest.
     tx.execute(
@@ -165,18 +198,32 @@ def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
     return document.from_json(row["doc"])
 
 
-def stale_placed_orders(tx: Tx, placed_before: datetime, limit: int = 200) -> list[Order]:
-    """Placed orders old enough to abandon, locked; SKIP LOCKED lets several instances share the work.
+def stale_placed_orders(
+    tx: Tx, placed_before: datetime, limit: int, after: tuple[datetime, UUID] | None = None
+) -> list[Order]:
+    """Placed orders old enough to abandon, oldest placement first, locked ``FOR UPDATE SKIP LOCKED``.
 
-    Same condition as ``domain.is_abandonable`` (placed since before the cutoff, address or payment missing).
+    SKIP LOCKED lets several timers share the work (each gets different orders) and never waits for a staff
+    member's open change: that order is looked at again by the next check. Same condition as
+    ``domain.is_abandonable`` (in ``placed`` since ``placed_before`` or earlier, address missing or payment not
+    known: not paid, not authorized, no manual method), which still decides for each order loaded. ``after``
+    (the last order's ``(placed_at, id)``) continues one check past orders it already looked at.
     """
     rows = tx.execute(
         "SELECT doc::text AS doc FROM orders WHERE stage = 'placed' "
-        "AND (doc->>'stage_changed_at')::timestamptz < %s "
+        + ("AND (placed_at, id) > (%(after_at)s, %(after_id)s) " if after else "")
+        + "AND (doc->>'stage_changed_at')::timestamptz <= %(cutoff)s "
         "AND (doc->'shipping_address' IS NULL OR doc->'shipping_address' = 'null'::jsonb "
-        "     OR (paid_at IS NULL AND coalesce(payment_method, 'card') = 'card')) "
-        "ORDER BY placed_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (placed_before, limit),
+        "     OR (paid_at IS NULL AND NOT coalesce((doc->>'payment_authorized')::boolean, false) "
+        "         AND (payment_method IS NULL OR NOT payment_method = ANY(%(manual)s)))) "
+        "ORDER BY placed_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+        {
+            "cutoff": placed_before,
+            "manual": sorted(m.value for m in MANUAL_PAYMENT_METHODS),
+            "after_at": after[0] if after else None,
+            "after_id": after[1] if after else None,
+            "limit": limit,
+        },
     ).fetchall()
     return [document.from_json(r["doc"]) for r in rows]
 

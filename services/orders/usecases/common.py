@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +64,29 @@ def write(
     for event in outcome.events:
         outbox.emit(tx, SERVICE, event, subject=str(order.id), correlation_id=str(order.id), causation_id=causation_id)
     return updated
+
+
+def save_many(tx: Tx, saves: Sequence[tuple[domain.Outcome, int]], *, causation_id: str) -> None:
+    """:func:`save` for a batch of changed orders (``(outcome, version it was loaded at)``), set-based: one UPDATE
+    for the orders, one INSERT for their history and one for their events, whatever the batch's size.
+
+    Each order gets exactly what ``save`` would write for it; the caller holds every order's row lock.
+    """
+    if not saves:
+        return
+    updated = store.update_many(tx, [(outcome.order, version) for outcome, version in saves])
+    if updated != len(saves):
+        raise RuntimeError(f"{len(saves) - updated} of {len(saves)} orders changed under a held lock")
+    store.add_histories(tx, [(o.order.id, entry) for o, _ in saves for entry in o.history])
+    outbox.emit_many(
+        tx,
+        SERVICE,
+        [
+            outbox.Emission(event, subject=str(o.order.id), correlation_id=str(o.order.id), causation_id=causation_id)
+            for o, _ in saves
+            for event in o.events
+        ],
+    )
 
 
 def with_auto_confirm(outcome: domain.Outcome, now: datetime) -> domain.Outcome:

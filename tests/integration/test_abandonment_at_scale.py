@@ -1,0 +1,209 @@
+"""The abandonment timer keeps up with a high-volume merchant (issue #9).
+
+Thousands of stale placed orders are seeded through the orders service's own batch placement
+(``place_orders``, as the gateway sends it) and made stale with one set-based UPDATE; then ONE timer check
+must abandon every one of them, each with exactly what a single abandonment writes: the stage change and
+version bump, one history entry and one ``order.stage_changed.v1`` event in the outbox with the order's next
+gapless sequence. Orders that are not stale or not abandonable stay as they were, a staff edit made while the
+timer runs is kept, and two timers running at once abandon each order once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.orders import domain, store
+from services.orders.contracts.schemas import Actor, SetAddress
+from services.orders.usecases.abandonment import abandon_stale_orders
+from services.orders.usecases.common import save
+from services.orders.usecases.placement import place_order, place_orders
+
+pytestmark = pytest.mark.integration
+
+CUSTOMER = {"type": "customer", "id": "cust-web", "name": "Web shop customer"}
+ASHA = {"type": "staff", "id": "staff-asha", "name": "Asha"}
+ADDRESS = {"line1": "12 MG Road", "city": "Bengaluru", "postal_code": "560001", "country": "IN"}
+HOUR = 3600
+
+
+def order_cmd(tag: str, **overrides: Any) -> dict[str, Any]:
+    cmd: dict[str, Any] = {
+        "channel": "web",
+        "customer": {"name": f"Customer {tag}", "email": f"{tag}@example.com"},
+        "items": [{"sku": f"SKU-{tag}", "name": "Cotton shirt", "quantity": 2, "unit_price": "12.50"}],
+        "currency": "EUR",
+        "shipping": "4.90",
+    }
+    cmd.update(overrides)
+    return cmd
+
+
+def place_many(db: Any, count: int, **overrides: Any) -> list[str]:
+    """``count`` placed orders without an address, through the service's batch placement (500 per call)."""
+    tag = uuid.uuid4().hex[:8]
+    ids: list[str] = []
+    for start in range(0, count, 500):
+        answers = place_orders(
+            db, [{"command": order_cmd(tag, **overrides), "actor": CUSTOMER} for _ in range(min(500, count - start))]
+        )
+        ids.extend(str(a["result"]["id"]) for a in answers)
+    return ids
+
+
+def backdate(db: Any, ids: list[str], seconds: float) -> None:
+    """Test set-up only, set-based: pretend these orders entered their stage ``seconds`` ago."""
+    at = (datetime.now(UTC) - timedelta(seconds=seconds)).isoformat()
+    with db.transaction() as tx:
+        tx.execute(
+            "UPDATE orders SET doc = jsonb_set(doc, '{stage_changed_at}', to_jsonb(%s::text)) WHERE id = ANY(%s)",
+            (at, [uuid.UUID(i) for i in ids]),
+        )
+
+
+def state(db: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per order: stage, version, history_seq, its abandonment history entries and stage_changed events."""
+    with db.transaction() as tx:
+        rows = tx.execute(
+            "WITH o AS (SELECT id, id::text AS subject, stage, version, (doc->>'history_seq')::int AS history_seq "
+            "           FROM orders WHERE id = ANY(%s)), "
+            "h AS (SELECT h.order_id AS id, count(*) AS entries, max(h.seq) AS last_seq, "
+            "        json_agg(json_build_object('seq', h.seq, 'actor', h.actor->>'id', 'from', h.from_stage, "
+            "                 'data', h.data) ORDER BY h.seq) FILTER (WHERE h.to_stage = 'abandoned') AS abandonments "
+            "      FROM order_history h JOIN o ON o.id = h.order_id GROUP BY h.order_id), "
+            "x AS (SELECT x.subject, count(*) AS events, max(x.sequence) AS last_sequence, "
+            "        json_agg(json_build_object('sequence', x.sequence, 'payload', x.payload) ORDER BY x.id) "
+            "          FILTER (WHERE x.event_type = 'order.stage_changed.v1') AS moves "
+            "      FROM outbox x JOIN o ON o.subject = x.subject GROUP BY x.subject) "
+            "SELECT o.subject AS id, o.stage, o.version, o.history_seq, h.entries, h.last_seq, h.abandonments, "
+            "       x.events, x.last_sequence, x.moves, s.last_sequence AS stream "
+            "FROM o JOIN h USING (id) JOIN x USING (subject) JOIN event_streams s USING (subject)",
+            ([uuid.UUID(i) for i in ids],),
+        ).fetchall()
+    return {r["id"]: dict(r) for r in rows}
+
+
+def assert_abandoned_once(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """Exactly what one abandonment writes, no more: stage, version + 1, one entry, one event in sequence."""
+    oid = after["id"]
+    assert after["stage"] == "abandoned", oid
+    assert after["version"] == before["version"] + 1, oid
+    assert after["history_seq"] == before["history_seq"] + 1 == after["last_seq"], oid
+    assert after["entries"] == before["entries"] + 1, oid
+    [entry] = after["abandonments"]
+    assert (entry["seq"], entry["actor"], entry["from"]) == (before["history_seq"] + 1, "abandon-timer", "placed")
+    assert entry["data"]["version"] == after["version"]
+    [event] = after["moves"]
+    assert after["events"] == before["events"] + 1, oid
+    assert event["sequence"] == before["last_sequence"] + 1 == after["last_sequence"] == after["stream"], oid
+    payload = json.loads(event["payload"])
+    assert payload["sequence"] == event["sequence"] and payload["subject"] == oid
+    assert payload["causationid"] == "timer:abandon"
+    assert payload["data"]["to_stage"] == "abandoned" and payload["data"]["from_stage"] == "placed"
+    assert payload["data"]["version"] == after["version"]
+
+
+@pytest.fixture
+def stale(orders_db: Any) -> Iterator[list[str]]:
+    ids = place_many(orders_db, 5000)
+    backdate(orders_db, ids, 2 * HOUR)
+    yield ids
+
+
+def test_one_check_abandons_thousands_of_stale_orders_each_exactly_once(orders_db: Any, stale: list[str]) -> None:
+    tag = uuid.uuid4().hex[:8]
+
+    def place(**kw: Any) -> str:
+        return str(place_order(orders_db, order_cmd(tag, **kw), CUSTOMER, None)["id"])
+
+    recent = place()  # placed just now: not yet stale
+    waiting_for_note = place(shipping_address=ADDRESS, payment_method="cash_on_delivery")
+    confirmed = place(shipping_address=ADDRESS, payment_method="bank_transfer", customer_note="thanks")
+    authorized = place(shipping_address=ADDRESS, payment_method="card")
+    with orders_db.transaction() as tx:  # the card authorized for capture later: as good as paid for going ahead
+        tx.execute(
+            "UPDATE orders SET doc = jsonb_set(doc, '{payment_authorized}', 'true') WHERE id = %s", (authorized,)
+        )
+    backdate(orders_db, [waiting_for_note, confirmed, authorized], 2 * HOUR)
+    kept = [recent, waiting_for_note, confirmed, authorized]
+    before = state(orders_db, stale + kept)
+
+    abandoned = abandon_stale_orders(orders_db, abandon_after_seconds=HOUR)
+
+    assert abandoned >= len(stale)
+    after = state(orders_db, stale + kept)
+    not_done = [oid for oid in stale if after[oid]["stage"] != "abandoned"]
+    assert not not_done, f"{len(not_done)} of {len(stale)} stale orders were left placed after one check"
+    for oid in stale:
+        assert_abandoned_once(before[oid], after[oid])
+    for oid in kept:
+        assert after[oid] == before[oid], oid
+    assert after[confirmed]["stage"] == "confirmed"
+    # A second check finds nothing left of these: each was abandoned once.
+    abandon_stale_orders(orders_db, abandon_after_seconds=HOUR)
+    assert state(orders_db, stale + kept) == after
+
+
+def test_two_timers_at_once_abandon_each_order_once(orders_db: Any, stale: list[str]) -> None:
+    before = state(orders_db, stale)
+    barrier = threading.Barrier(2)
+    counts: list[int | BaseException] = []
+
+    def timer() -> None:
+        barrier.wait()
+        try:
+            counts.append(abandon_stale_orders(orders_db, abandon_after_seconds=HOUR))
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            counts.append(exc)
+
+    threads = [threading.Thread(target=timer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(isinstance(c, int) for c in counts), counts
+    assert sum(c for c in counts if isinstance(c, int)) >= len(stale)
+    after = state(orders_db, stale)
+    for oid in stale:
+        assert_abandoned_once(before[oid], after[oid])
+
+
+def test_a_staff_edit_made_while_the_timer_runs_is_kept(orders_db: Any) -> None:
+    [edited, other] = place_many(orders_db, 2)
+    backdate(orders_db, [edited, other], 2 * HOUR)
+    result: list[int | BaseException] = []
+    with orders_db.transaction() as tx:
+        # Asha is saving the address (and cash on delivery) of one of them: her transaction holds its row lock.
+        order = store.load(tx, edited, for_update=True)
+        at = datetime.now(UTC)
+        outcome = domain.set_address(order, SetAddress(address=ADDRESS), Actor(**ASHA), at)
+        save(tx, outcome, previous_version=order.version, causation_id="test:set_address")
+
+        def check() -> None:
+            try:
+                result.append(abandon_stale_orders(orders_db, abandon_after_seconds=HOUR))
+            except BaseException as exc:  # noqa: BLE001 - asserted below
+                result.append(exc)
+
+        timer = threading.Thread(target=check)
+        timer.start()
+        timer.join(timeout=60)
+        assert not timer.is_alive(), "the timer waited for a staff member's lock instead of skipping the order"
+    assert isinstance(result[0], int)
+    with orders_db.transaction() as tx:
+        kept = store.load(tx, edited)
+        assert store.load(tx, other).stage == domain.Stage.abandoned
+    assert kept.shipping_address is not None and kept.shipping_address.city == "Bengaluru"
+    assert kept.version == order.version + 1
+    # Her edit is kept; the order, still without payment, is abandoned by the next check on top of it.
+    abandon_stale_orders(orders_db, abandon_after_seconds=HOUR)
+    with orders_db.transaction() as tx:
+        final = store.load(tx, edited)
+    assert final.stage == domain.Stage.abandoned and final.shipping_address == kept.shipping_address
+    assert final.version == kept.version + 1
