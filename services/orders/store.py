@@ -112,7 +112,9 @@ def insert_many(tx: Tx, placements: Sequence[tuple[Order, str | None, str | None
     columns: list[list[Any]] = [[r[i] for r in rows] for i in range(len(names))]
     columns.append([key for _, key, _ in placements])
     columns.append([request_hash for _, _, request_hash in placements])
-    arrays = ", ".join(f"%s::{t}[]" for t in (*_ROW_TYPES, "text", "text"))
+    # Binary (%b): a text array is sent without escaping, where the text format escapes every quote of
+    # every document with a regular expression (most of the batch's CPU in psycopg).
+    arrays = ", ".join(f"%b::{t}[]" for t in (*_ROW_TYPES, "text", "text"))
     selected = ", ".join("v.doc::jsonb" if n == "doc" else f"v.{n}" for n in names)
     tx.execute(
         f"INSERT INTO orders ({_COLUMNS}, idempotency_key, request_hash) "
