@@ -2,7 +2,9 @@
 
 The gateway validates request bodies with these models and publishes their JSON schemas as OpenAPI; the
 orders service receives them over RPC as ``model_dump(mode="json")`` dicts and validates them again with
-the same models, so a client gets the same field-level error wherever it calls from.
+the same models, so a client gets the same field-level error wherever it calls from. The one exception is
+the placement hot path: the gateway's batched ``place_orders`` says its commands are validated, and the
+service rebuilds them with ``trusted_place_order`` instead of validating the same payload twice.
 
 Why the types look the way they do:
 
