@@ -111,7 +111,7 @@ def emit_many(tx: psycopg.Connection[Any], service: str, emissions: Sequence[Emi
     tx.execute(
         "WITH e AS ("
         "  SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(subjects)s::text[], %(corrs)s::text[],"
-        "                       %(payloads)s::text[])"
+        "                       %(payloads)b::text[])"  # binary: the text format escapes every quote by regex
         "  WITH ORDINALITY AS e(event_id, event_type, subject, corr, payload, n)"
         "), per_subject AS ("
         "  SELECT subject, count(*) AS k FROM e GROUP BY subject"

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from services.gateway.budget import Budget, current_budget
 from services.gateway.context import current_request_id, request_id_var
 from services.gateway.rpc import ServiceTimeout, rebuild_error, service_timeout
+from services.gateway.views import Rendered
 
 
 class _Rpc(Protocol):
@@ -82,8 +83,10 @@ class PlacementBatcher:
         try:
             # Nobody waits longer than the last caller's budget, so neither does the call.
             timeout = max(0.001, max(placement.budget.remaining() for placement in batch))
+            # validated: each command is PlaceOrder's dump (the route validated it); as_json: each answer comes
+            # serialized by the service and goes to the client as is (``views.Rendered``).
             answers = await self.rpc.call("orders", "place_orders", requests=[p.request for p in batch],
-                                          timeout=timeout)
+                                          validated=True, as_json=True, timeout=timeout)
             self.batches += 1
             self.placed += len(batch)
             for placement, answer in zip(batch, answers, strict=True):
@@ -91,6 +94,8 @@ class PlacementBatcher:
                     continue
                 if "error" in answer:
                     placement.future.set_exception(rebuild_error(answer["error"], "orders", "place_orders"))
+                elif "result_json" in answer:
+                    placement.future.set_result(Rendered(answer["result_json"].encode(), answer.get("id")))
                 else:
                     placement.future.set_result(answer["result"])
         except BaseException as exc:  # noqa: BLE001 - the whole call failed (503/504): every caller hears it

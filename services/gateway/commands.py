@@ -18,7 +18,7 @@ from services.gateway.idempotency import HEADER as IDEMPOTENCY_HEADER
 from services.gateway.idempotency import REPLAYED_HEADER, StoredResponse, check_key, request_hash
 from services.gateway.problems import PROBLEM_JSON, domain_error_body
 from services.gateway.state import gateway
-from services.gateway.views import view
+from services.gateway.views import Rendered, view
 from shared.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,11 @@ async def execute(
     The key is forwarded as is: ``orders.place_order`` scopes it by the actor id itself."""
     raw_key = request.headers.get(IDEMPOTENCY_HEADER)
     if raw_key is None:
-        data = view(model, await call(None), service_call)
+        result = await call(None)
+        if isinstance(result, Rendered):  # serialized by the service from ``model``: passed on as is
+            return Response(result.body, status_code=status, media_type="application/json",
+                            headers=_location(locate, {"id": result.id}))
+        data = view(model, result, service_call)
         return JSONResponse(data, status_code=status, headers=_location(locate, data))
 
     key = check_key(raw_key)
@@ -59,7 +63,8 @@ async def execute(
         return _answer(stored, replayed=True)
     try:
         try:
-            data = view(model, await call(key), service_call)
+            result = await call(key)
+            data = result.data() if isinstance(result, Rendered) else view(model, result, service_call)
             answer = StoredResponse(status, data, {"Content-Type": "application/json", **_location(locate, data)})
         except DomainError as exc:  # a definite answer about this request: replay it too
             answer = StoredResponse(exc.status, domain_error_body(exc, path), {"Content-Type": PROBLEM_JSON})

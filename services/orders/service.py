@@ -35,8 +35,10 @@ class OrdersService:
         return usecases.place_order(self.db, command, actor, idempotency_key)
 
     @rpc(expected_exceptions=DomainError)
-    def place_orders(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return usecases.place_orders(self.db, requests)
+    def place_orders(
+        self, requests: list[dict[str, Any]], validated: bool = False, as_json: bool = False
+    ) -> list[dict[str, Any]]:
+        return usecases.place_orders(self.db, requests, validated=validated, as_json=as_json)
 
     @rpc(expected_exceptions=DomainError)
     def get_order(self, ref: str) -> dict[str, Any]:

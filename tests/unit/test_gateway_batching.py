@@ -12,6 +12,7 @@ import pytest
 from services.gateway.batching import PlacementBatcher
 from services.gateway.budget import Budget, use_budget
 from services.gateway.rpc import ServiceTimeout
+from services.gateway.views import Rendered
 from shared.errors import InvalidRequest
 
 pytestmark = pytest.mark.unit
@@ -94,3 +95,31 @@ def test_a_placement_queued_behind_a_hung_call_answers_504_when_its_own_budget_e
     assert isinstance(first, ServiceTimeout) and "gave up after 0.6s" in str(first.detail)
     assert isinstance(third, ServiceTimeout) and third_s < 0.4
     assert orders.sent == [["first"], ["third"]]  # the placement that gave up while queued was never sent
+
+
+class JsonOrders:
+    """The orders service as the gateway calls it: commands already validated, answers serialized by it."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    async def call(self, service: str, method: str, *args: Any, timeout: float | None = None, **kw: Any) -> Any:
+        self.options.append({k: v for k, v in kw.items() if k != "requests"})
+        return [{"result_json": '{"id":"o-1","number":1001}', "id": "o-1"} for _ in kw["requests"]]
+
+
+def test_the_service_serialized_answer_is_passed_on_as_is_and_the_call_says_the_commands_are_validated() -> None:
+    orders = JsonOrders()
+
+    async def scenario() -> Any:
+        batcher = PlacementBatcher(orders)
+        try:
+            return await batcher.place({"name": "first"}, {}, None)
+        finally:
+            await batcher.close()
+
+    answer = asyncio.run(scenario())
+    assert isinstance(answer, Rendered)
+    assert answer.body == b'{"id":"o-1","number":1001}' and answer.id == "o-1"
+    assert answer.data() == {"id": "o-1", "number": 1001}  # parsed only where a copy is stored (Idempotency-Key)
+    assert orders.options == [{"validated": True, "as_json": True}]
