@@ -13,6 +13,14 @@ Nameko's own ``@event_handler`` acks a message even when the handler raises (the
 - acks the original only after that copy is confirmed by the broker, so a crash in between redelivers.
 
 The rest of the queue keeps flowing meanwhile: a failing message waits in a delay queue, not at the head.
+
+**Batches** (``@subscribe(name, topics, batch_size=100, batch_wait=0.005)``): a Nameko worker costs more CPU
+than handling an event, so the entrypoint gathers up to ``batch_size`` deliveries (the prefetch allows two
+batches), or what arrived within ``batch_wait`` seconds of the first, and runs ONE worker for them:
+``handler(self, [(envelope, data), ...])``, which handles them in one transaction (``shared.inbox.
+process_batch``). Each message is acked only after that transaction committed. If the batch raises, it was
+rolled back, and every message of it is handled again alone (a batch of one), so a poison message takes the
+retry/dead-letter path above by itself while its batch-mates succeed on that second try.
 """
 
 from __future__ import annotations

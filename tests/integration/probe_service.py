@@ -53,6 +53,7 @@ def _apply(tx: psycopg.Connection[Any], env: Envelope) -> None:
 # The batch probe's settings come from the environment so a benchmark can run it at batch 1 and at batch 100.
 BATCH_SIZE = int(os.environ.get("OMS_PROBE_BATCH_SIZE", "50"))
 BATCH_WAIT = float(os.environ.get("OMS_PROBE_BATCH_WAIT", "0.2"))
+RECORD_ATTEMPTS = os.environ.get("OMS_PROBE_RECORD_ATTEMPTS", "1") == "1"  # the benchmark turns it off
 WILDCARD_CONSUMER = "batchprobe.orders"
 TYPED_CONSUMER = "batchprobe.notes"
 NOTE_TYPES = ("order.note_added.v1", "order.note_edited.v1")
@@ -74,12 +75,17 @@ class BatchProbeService:
 
 def _handle_batch(db: Database, consumer: str, types: tuple[str, ...] | None, batch: list[Any]) -> None:
     envs = [env for env, _data in batch]
+    if RECORD_ATTEMPTS:
+        _record_attempts(db, consumer, envs)
+    inbox.process_batch(db, consumer, envs, lambda tx, env: _apply_batched(tx, consumer, env), types=types)
+
+
+def _record_attempts(db: Database, consumer: str, envs: list[Envelope]) -> None:
     with db.transaction() as tx:  # committed apart, so a test sees every try, even one that is rolled back
         tx.execute(
             "INSERT INTO batch_attempts (consumer, event_id, batch) SELECT %s, unnest(%s::uuid[]), %s",
             (consumer, [e.id for e in envs], len(envs)),
         )
-    inbox.process_batch(db, consumer, envs, lambda tx, env: _apply_batched(tx, consumer, env), types=types)
 
 
 def _switch(tx: psycopg.Connection[Any], name: str) -> bool:
