@@ -54,6 +54,19 @@ class Subscription:
     queue: str
     topics: tuple[str, ...]
 
+    @property
+    def typed(self) -> bool:
+        """Bound to exact event types only (no ``*``/``#``): such a consumer orders by ``typecounts``."""
+        return all(not ({"*", "#"} & set(t.split("."))) for t in self.topics)
+
+    @property
+    def retired_topics(self) -> tuple[str, ...]:
+        """``<namespace>.#`` for each namespace of a typed subscription's types: the binding this queue had when it
+        took every event of the namespace, removed so the queue gets only the types it names."""
+        if not self.typed:
+            return ()
+        return tuple(sorted({f"{t.split('.', 1)[0]}.#" for t in self.topics}))
+
 
 @dataclass
 class Topology:
@@ -80,6 +93,8 @@ class Topology:
             channel.queue_declare(sub.queue, durable=True, auto_delete=False)
             for topic in sub.topics:
                 channel.queue_bind(sub.queue, EVENTS_EXCHANGE, routing_key=topic)
+            for topic in sub.retired_topics:
+                channel.queue_unbind(sub.queue, EVENTS_EXCHANGE, routing_key=topic)  # a no-op when not bound
             channel.queue_bind(sub.queue, REDELIVER_EXCHANGE, routing_key=f"*.{sub.queue}")
 
 

@@ -13,25 +13,35 @@ Nameko's own ``@event_handler`` acks a message even when the handler raises (the
 - acks the original only after that copy is confirmed by the broker, so a crash in between redelivers.
 
 The rest of the queue keeps flowing meanwhile: a failing message waits in a delay queue, not at the head.
+
+**Batches** (``@subscribe(name, topics, batch_size=100, batch_wait=0.005)``): a Nameko worker costs more CPU
+than handling an event, so the entrypoint gathers up to ``batch_size`` deliveries (the prefetch allows two
+batches), or what arrived within ``batch_wait`` seconds of the first, and runs ONE worker for them:
+``handler(self, [(envelope, data), ...])``, which handles them in one transaction (``shared.inbox.
+process_batch``). Each message is acked only after that transaction committed. If the batch raises, it was
+rolled back, and every message of it is handled again alone (a batch of one), so a poison message takes the
+retry/dead-letter path above by itself while its batch-mates succeed on that second try.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from kombu import Queue
 from nameko.extensions import Entrypoint
 from nameko.messaging import QueueConsumer
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 from pydantic import ValidationError
 
 from shared.amqp import DEAD_LETTER_QUEUE, DELAY_EXCHANGE, ConfirmedPublisher, OutgoingMessage, Subscription
 from shared.catalog import parse_data
-from shared.envelope import parse_envelope
+from shared.envelope import Envelope, parse_envelope
 from shared.errors import PermanentError
 
 log = logging.getLogger(__name__)
@@ -40,12 +50,21 @@ ATTEMPTS_HEADER = "x-oms-attempts"
 ERROR_HEADER = "x-oms-error"
 QUEUE_HEADER = "x-oms-queue"
 DEFAULT_DELAYS = (1, 5, 30, 120)
+DEFAULT_BATCH_WAIT = 0.005  # seconds a batch waits for more messages after its first
 
 
 # Alert on ``increase(oms_events_handled_total{outcome="dead_lettered"}[5m]) > 0``: an event needs a person.
 HANDLED = Counter(
     "oms_events_handled_total", "Events handled by a subscriber, by outcome (ok, retried, dead_lettered)",
     ["queue", "outcome"],
+)
+BATCH_SIZES = Histogram(
+    "oms_event_batch_size", "Events per batch handled by a batch subscriber (one transaction each)", ["queue"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+)
+HANDLE_LAG = Histogram(
+    "oms_event_handle_lag_seconds", "From the event's time to its handling committed and acked", ["queue"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
 
@@ -54,27 +73,48 @@ def queue_name(service: str, name: str) -> str:
 
 
 class RawQueueConsumer(QueueConsumer):
-    """Nameko's queue consumer, but handing over undecoded messages (kombu's ``on_message``)."""
+    """Nameko's queue consumer, but handing over undecoded messages (kombu's ``on_message``), with a prefetch
+    large enough for a subscriber's batches."""
 
     def get_consumers(self, consumer_cls: Any, channel: Any) -> Any:
         for provider in self._providers:
             consumer = consumer_cls(
                 queues=[provider.queue], on_message=partial(self.handle_raw, provider), accept=None
             )
-            consumer.qos(prefetch_count=self.prefetch_count)
+            consumer.qos(prefetch_count=max(self.prefetch_count, provider.prefetch_count))
             self._consumers[provider] = consumer
         return self._consumers.values()
 
     def handle_raw(self, provider: Any, message: Any) -> None:
-        self.container.spawn_managed_thread(partial(provider.handle_message, None, message))
+        if provider.batch_size is not None:
+            provider.collect(message)  # a list append in the consumer's thread; the batch gets its own thread
+        else:
+            self.container.spawn_managed_thread(partial(provider.handle_message, None, message))
+
+
+Item = tuple[Any, Envelope, Any]  # (message, envelope, typed data)
 
 
 class EventSubscriber(Entrypoint):
     queue_consumer = RawQueueConsumer()
 
-    def __init__(self, name: str, topics: Sequence[str], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        topics: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        batch_wait: float = DEFAULT_BATCH_WAIT,
+        **kwargs: Any,
+    ) -> None:
         self.name = name
         self.topics = tuple(topics)
+        if batch_size is not None and batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self._pending: list[Any] = []
+        self._round = 0
         self._publisher: ConfirmedPublisher | None = None
         self._publish_lock = threading.Lock()
         super().__init__(**kwargs)
@@ -87,6 +127,11 @@ class EventSubscriber(Entrypoint):
     def delays(self) -> tuple[int, ...]:
         return tuple(self.container.config.get("OMS_RETRY_DELAYS", DEFAULT_DELAYS))
 
+    @property
+    def prefetch_count(self) -> int:
+        # Two batches' worth: the next batch fills while one is being handled.
+        return 2 * self.batch_size if self.batch_size is not None else 0
+
     def setup(self) -> None:
         self.queue = Queue(self.subscription.queue, no_declare=True)
         self.queue_consumer.register_provider(self)
@@ -95,6 +140,8 @@ class EventSubscriber(Entrypoint):
         self.queue_consumer.unregister_provider(self)
         if self._publisher is not None:
             self._publisher.close()
+
+    # One event per worker: ``handler(self, envelope, data)``.
 
     def handle_message(self, body: Any, message: Any) -> None:
         try:
@@ -106,19 +153,98 @@ class EventSubscriber(Entrypoint):
         context = {"correlation_id": env.correlationid, "event_id": str(env.id)}
         try:
             self.container.spawn_worker(
-                self, (env, data), {}, context_data=context, handle_result=partial(self._handle_result, message)
+                self, (env, data), {}, context_data=context,
+                handle_result=partial(self._handle_result, message, env),
             )
         except Exception:  # noqa: BLE001 - container is being killed: give the message back
             self.queue_consumer.requeue_message(message)
 
-    def _handle_result(self, message: Any, worker_ctx: Any, result: Any = None, exc_info: Any = None) -> Any:
+    def _handle_result(
+        self, message: Any, env: Envelope, worker_ctx: Any, result: Any = None, exc_info: Any = None
+    ) -> Any:
         if exc_info is None:
-            HANDLED.labels(self.subscription.queue, "ok").inc()
-            self.queue_consumer.ack_message(message)
+            self._acknowledge([(message, env, None)])
         else:
             exc = exc_info[1]
             self._settle(message, exc, permanent=isinstance(exc, PermanentError | ValidationError))
         return result, exc_info
+
+    # Batches: ``handler(self, [(envelope, data), ...])``, one worker for up to ``batch_size`` messages.
+
+    def collect(self, message: Any) -> None:
+        """Called for each delivery, in the consumer's thread: the batch goes when full or ``batch_wait`` after
+        its first message, whichever comes first."""
+        assert self.batch_size is not None
+        self._pending.append(message)
+        if len(self._pending) >= self.batch_size:
+            self._dispatch()
+        elif len(self._pending) == 1:
+            self.container.spawn_managed_thread(partial(self._dispatch_after, self._round))
+
+    def _dispatch_after(self, round_: int) -> None:
+        time.sleep(self.batch_wait)  # green under eventlet
+        if round_ == self._round and self._pending:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        messages, self._pending = self._pending, []
+        self._round += 1
+        self.container.spawn_managed_thread(partial(self._start_batch, messages))
+
+    def _start_batch(self, messages: list[Any]) -> None:
+        items: list[Item] = []
+        for message in messages:
+            try:
+                env = parse_envelope(message.body)
+                items.append((message, env, parse_data(env)))
+            except PermanentError as exc:
+                self._settle(message, exc, permanent=True)
+        if items:
+            self._spawn_batch(items)
+
+    def _spawn_batch(self, items: list[Item]) -> None:
+        first = items[0][1]
+        context = {"correlation_id": first.correlationid, "event_id": str(first.id)}
+        try:
+            self.container.spawn_worker(
+                self, ([(env, data) for _, env, data in items],), {}, context_data=context,
+                handle_result=partial(self._handle_batch_result, items),
+            )
+        except Exception:  # noqa: BLE001 - container is being killed: give the messages back
+            for message, _, _ in items:
+                self.queue_consumer.requeue_message(message)
+
+    def _handle_batch_result(
+        self, items: list[Item], worker_ctx: Any, result: Any = None, exc_info: Any = None
+    ) -> Any:
+        if exc_info is None:
+            BATCH_SIZES.labels(self.subscription.queue).observe(len(items))
+            self._acknowledge(items)
+        elif len(items) == 1:
+            exc = exc_info[1]
+            self._settle(items[0][0], exc, permanent=isinstance(exc, PermanentError | ValidationError))
+        else:
+            # Which event failed is unknown and the transaction rolled back: each goes again alone, so a poison
+            # one takes the retry/dead-letter path by itself and its batch-mates succeed on this second try.
+            log.warning("%s: batch of %d failed (%s); handling each alone", self.subscription.queue, len(items),
+                        exc_info[1])
+            HANDLED.labels(self.subscription.queue, "batch_split").inc()
+            self.container.spawn_managed_thread(partial(self._split, items))
+        return result, exc_info
+
+    def _split(self, items: list[Item]) -> None:
+        for item in items:
+            self._spawn_batch([item])
+
+    def _acknowledge(self, items: Sequence[Item]) -> None:
+        """After the handler's transaction committed: ack, count, and measure how late each event was."""
+        queue = self.subscription.queue
+        now = datetime.now(UTC)
+        lag = HANDLE_LAG.labels(queue)
+        for message, env, _ in items:
+            self.queue_consumer.ack_message(message)
+            lag.observe(max((now - env.time).total_seconds(), 0.0))
+        HANDLED.labels(queue, "ok").inc(len(items))
 
     def _settle(self, message: Any, exc: BaseException, *, permanent: bool) -> None:
         headers = dict(message.headers or {})

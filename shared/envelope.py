@@ -5,8 +5,11 @@ an integrator with any AMQP client reads one JSON document; the attributes that 
 and filtering are mirrored in AMQP properties and ``ce-`` headers as well.
 
 Extensions: ``sequence`` (per source service and subject, gapless from 1, so a subscriber can tell a
-missed or reordered event), ``correlationid`` (the whole story of one order) and ``causationid`` (the
-command or event that caused this one).
+missed or reordered event), ``typecounts`` (per subject, how many events of each type so far, this one
+included, e.g. ``order.placed.v1:1,order.stage_changed.v1:3``: a subscriber of only some types orders by
+the sum of their counts, see ``shared.inbox``), ``correlationid`` (the whole story of one order) and
+``causationid`` (the command or event that caused this one). CloudEvents extension attributes must be
+primitive, hence a string rather than a map.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from shared.errors import PermanentError
 from shared.messages import EVENTS_EXCHANGE, OutgoingMessage
@@ -46,19 +49,41 @@ class Envelope(BaseModel):
     time: datetime = Field(default_factory=lambda: datetime.now(UTC))
     datacontenttype: Literal["application/json"] = "application/json"
     sequence: int = Field(ge=1)
+    # Absent on events written before the counts existed (migration shared_0002); see ``counts``.
+    typecounts: str | None = None
     correlationid: str
     causationid: str
     data: dict[str, Any]
     # The typed ``data``, once ``shared.catalog.parse_data`` has validated it: the subscriber and the use
     # case it calls both ask for it, and validating twice is measurable per event.
     _parsed: Any = PrivateAttr(default=None)
+    _counts: dict[str, int] | None = PrivateAttr(default=None)
+
+    @field_validator("typecounts")
+    @classmethod
+    def _counts_are_well_formed(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_typecounts(value)
+            except ValueError:
+                raise ValueError("typecounts must read like 'order.placed.v1:1,order.stage_changed.v1:3'") from None
+        return value
 
     @property
     def source_service(self) -> str:
         return self.source.rsplit("/", 1)[-1]
 
+    @property
+    def counts(self) -> dict[str, int] | None:
+        """``typecounts`` as a map (type → count), or None for an event published before they existed."""
+        if self.typecounts is None:
+            return None
+        if self._counts is None:
+            self._counts = parse_typecounts(self.typecounts)
+        return self._counts
+
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return self.model_dump_json(exclude=None if self.typecounts is not None else {"typecounts"})
 
     def to_message(self) -> OutgoingMessage:
         return OutgoingMessage(
@@ -93,6 +118,20 @@ def message_properties(
         "timestamp": int(time.timestamp()),
         "application_headers": {"ce-source": source, "ce-subject": subject, "ce-sequence": sequence},
     }
+
+
+def parse_typecounts(text: str) -> dict[str, int]:
+    """``"a.v1:1,b.v1:3"`` → ``{"a.v1": 1, "b.v1": 3}`` (event types contain no ``:`` nor ``,``)."""
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        if part:
+            kind, _, n = part.rpartition(":")
+            out[kind] = int(n)
+    return out
+
+
+def format_typecounts(counts: dict[str, int]) -> str:
+    return ",".join(f"{k}:{n}" for k, n in sorted(counts.items()) if n > 0)
 
 
 def source_for(service: str) -> str:

@@ -13,7 +13,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -51,6 +53,33 @@ def _envelope(
     )
 
 
+# Events emitted in a transaction that a batch consumer opened (``buffered``): written with ONE statement just
+# before commit instead of one per ``emit``. Keyed by the connection, so concurrent green threads never mix.
+_buffers: weakref.WeakKeyDictionary[psycopg.Connection[Any], list[Envelope]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def buffered(tx: psycopg.Connection[Any]) -> Iterator[list[Envelope]]:
+    """Collect every ``emit``/``emit_many`` of this transaction and write them at the end of the block, in the
+    order emitted, with one statement (``emit_many``'s). Leave the block before the transaction commits; if the
+    block raises, nothing is written (the transaction rolls back anyway).
+
+    The stream rows are then locked at the end of the transaction rather than at each ``emit``: the use cases
+    lock the order's own row before they change it, which is what orders concurrent changes of one order.
+    """
+    if tx in _buffers:  # already buffering (a use case inside a batch): the outer block writes
+        yield _buffers[tx]
+        return
+    envs: list[Envelope] = []
+    _buffers[tx] = envs
+    try:
+        yield envs
+        del _buffers[tx]
+        _write(tx, envs)
+    finally:
+        _buffers.pop(tx, None)
+
+
 def emit(
     tx: psycopg.Connection[Any],
     service: str,
@@ -63,19 +92,29 @@ def emit(
 ) -> Envelope:
     """Append an event to this service's outbox inside the caller's transaction.
 
-    One statement, so it pipelines: the per-subject sequence is bumped (its row lock also orders
-    concurrent transactions on one order) and written into the stored CloudEvent by Postgres itself.
-    The returned envelope carries ``sequence=1`` as a placeholder; the stored one has the real value.
+    One statement, so it pipelines: the per-subject sequence and type counts are bumped (the row lock also
+    orders concurrent transactions on one order) and written into the stored CloudEvent by Postgres itself.
+    The returned envelope carries ``sequence=1`` as a placeholder; the stored one has the real values.
+    Inside ``buffered`` the event is only collected, and written with the others at the end of the block.
     """
     env = _envelope(service, event, subject, correlation_id, causation_id, at)
+    pending = _buffers.get(tx)
+    if pending is not None:
+        pending.append(env)
+        return env
     tx.execute(
         "WITH s AS ("
-        "  INSERT INTO event_streams (subject, last_sequence) VALUES (%(subject)s, 1)"
-        "  ON CONFLICT (subject) DO UPDATE SET last_sequence = event_streams.last_sequence + 1"
-        "  RETURNING last_sequence) "
+        "  INSERT INTO event_streams AS es (subject, last_sequence, type_counts)"
+        "  VALUES (%(subject)s, 1, jsonb_build_object(%(type)s::text, 1))"
+        "  ON CONFLICT (subject) DO UPDATE SET last_sequence = es.last_sequence + 1,"
+        "    type_counts = es.type_counts || jsonb_build_object("
+        "      %(type)s::text, coalesce((es.type_counts ->> %(type)s::text)::bigint, 0) + 1)"
+        "  RETURNING last_sequence, type_counts) "
         "INSERT INTO outbox (event_id, event_type, subject, sequence, correlation_id, payload) "
         "SELECT %(id)s, %(type)s, %(subject)s, s.last_sequence, %(corr)s, "
-        "       jsonb_set(%(payload)s::jsonb, '{sequence}', to_jsonb(s.last_sequence))::text FROM s",
+        "       jsonb_set(jsonb_set(%(payload)s::jsonb, '{sequence}', to_jsonb(s.last_sequence)), '{typecounts}',"
+        "         to_jsonb((SELECT string_agg(key || ':' || value, ',' ORDER BY key)"
+        "                   FROM jsonb_each_text(s.type_counts))))::text FROM s",
         {
             "subject": subject,
             "id": env.id,
@@ -102,31 +141,66 @@ def emit_many(tx: psycopg.Connection[Any], service: str, emissions: Sequence[Emi
 
     Same semantics as calling ``emit`` for each in turn: each subject's stream is bumped once by its number
     of events (one row lock per subject, taken in subject order so two batches never deadlock), each event
-    gets the next gapless sequence of its subject in the order given, and outbox ids follow that order, so
-    the relay publishes them in it. Returned envelopes carry ``sequence=1`` as a placeholder, as ``emit``'s.
+    gets the next gapless sequence of its subject and its type counts in the order given, and outbox ids
+    follow that order, so the relay publishes them in it. Returned envelopes carry ``sequence=1`` as a
+    placeholder, as ``emit``'s. Inside ``buffered`` the events are only collected.
     """
-    if not emissions:
-        return []
     envs = [_envelope(service, e.event, e.subject, e.correlation_id, e.causation_id, e.at) for e in emissions]
+    pending = _buffers.get(tx)
+    if pending is not None:
+        pending.extend(envs)
+    else:
+        _write(tx, envs)
+    return envs
+
+
+# An event's count of type t = the stream's count after the statement minus the events of type t that come
+# after it in the batch (``later``, the subject's types from its next one on).
+_WRITE_MANY = (
+    "WITH e AS ("
+    "  SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(subjects)s::text[], %(corrs)s::text[],"
+    "                       %(payloads)b::text[])"  # binary: the text format escapes every quote by regex
+    "  WITH ORDINALITY AS e(event_id, event_type, subject, corr, payload, n)"
+    "), per_subject AS ("
+    "  SELECT subject, count(*) AS k, array_agg(event_type ORDER BY n) AS kinds FROM e GROUP BY subject"
+    "), per_type AS ("
+    "  SELECT subject, jsonb_object_agg(event_type, k) AS added"
+    "  FROM (SELECT subject, event_type, count(*) AS k FROM e GROUP BY 1, 2) t GROUP BY subject"
+    "), s AS ("
+    "  INSERT INTO event_streams AS es (subject, last_sequence, type_counts)"
+    "  SELECT p.subject, p.k, t.added FROM per_subject p JOIN per_type t USING (subject) ORDER BY p.subject"
+    "  ON CONFLICT (subject) DO UPDATE SET last_sequence = es.last_sequence + EXCLUDED.last_sequence,"
+    "    type_counts = (SELECT jsonb_object_agg(key, total) FROM ("
+    "      SELECT key, sum(value::bigint) AS total FROM ("
+    "        SELECT * FROM jsonb_each_text(es.type_counts)"
+    "        UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.type_counts)"
+    "      ) both_counts GROUP BY key) summed)"
+    "  RETURNING es.subject, es.last_sequence, es.type_counts"
+    "), numbered AS ("
+    "  SELECT e.*, s.type_counts, p.kinds,"
+    "         row_number() OVER (PARTITION BY e.subject ORDER BY e.n) AS r, s.last_sequence - p.k AS base"
+    "  FROM e JOIN s USING (subject) JOIN per_subject p USING (subject)"
+    "), stamped AS ("
+    "  SELECT numbered.*, base + r AS sequence,"
+    "    (SELECT string_agg(c.key || ':' || c.n, ',' ORDER BY c.key) FROM ("
+    "       SELECT tc.key, tc.value::bigint"
+    "              - (SELECT count(*) FROM unnest(kinds[r + 1:]) AS later(kind) WHERE later.kind = tc.key) AS n"
+    "       FROM jsonb_each_text(type_counts) tc) c WHERE c.n > 0) AS typecounts"
+    "  FROM numbered"
+    ") "
+    "INSERT INTO outbox (event_id, event_type, subject, sequence, correlation_id, payload) "
+    "SELECT event_id, event_type, subject, sequence, corr, "
+    "       jsonb_set(jsonb_set(payload::jsonb, '{sequence}', to_jsonb(sequence)), '{typecounts}',"
+    "                 to_jsonb(typecounts))::text "
+    "FROM stamped ORDER BY n"
+)
+
+
+def _write(tx: psycopg.Connection[Any], envs: Sequence[Envelope]) -> None:
+    if not envs:
+        return
     tx.execute(
-        "WITH e AS ("
-        "  SELECT * FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(subjects)s::text[], %(corrs)s::text[],"
-        "                       %(payloads)b::text[])"  # binary: the text format escapes every quote by regex
-        "  WITH ORDINALITY AS e(event_id, event_type, subject, corr, payload, n)"
-        "), per_subject AS ("
-        "  SELECT subject, count(*) AS k FROM e GROUP BY subject"
-        "), s AS ("
-        "  INSERT INTO event_streams AS es (subject, last_sequence) SELECT subject, k FROM per_subject ORDER BY subject"
-        "  ON CONFLICT (subject) DO UPDATE SET last_sequence = es.last_sequence + EXCLUDED.last_sequence"
-        "  RETURNING es.subject, es.last_sequence"
-        "), numbered AS ("
-        "  SELECT e.*, s.last_sequence - p.k + row_number() OVER (PARTITION BY e.subject ORDER BY e.n) AS sequence"
-        "  FROM e JOIN s USING (subject) JOIN per_subject p USING (subject)"
-        ") "
-        "INSERT INTO outbox (event_id, event_type, subject, sequence, correlation_id, payload) "
-        "SELECT event_id, event_type, subject, sequence, corr, "
-        "       jsonb_set(payload::jsonb, '{sequence}', to_jsonb(sequence))::text "
-        "FROM numbered ORDER BY n",
+        _WRITE_MANY,
         {
             "ids": [env.id for env in envs],
             "types": [env.type for env in envs],
@@ -135,7 +209,6 @@ def emit_many(tx: psycopg.Connection[Any], service: str, emissions: Sequence[Emi
             "payloads": [env.to_json() for env in envs],
         },
     )
-    return envs
 
 
 def _lock_key(schema: str) -> str:

@@ -2,7 +2,7 @@
 
 Orders keep each order's stage, customer, address, payment method and notes, its history and the order list;
 they place orders, move them through the stage machine and abandon the ones left incomplete. They publish
-``order.*`` events and subscribe to ``payment.*`` and ``refund.*``.
+``order.*`` events and subscribe to the ``payment.*`` and ``refund.*`` types they act on, in batches.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from shared.errors import DomainError
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
 SERVICE = "orders"
+EVENT_BATCH_SIZE = 100
+EVENT_BATCH_WAIT = 0.005  # seconds; a batch goes when full or this long after its first event
 
 
 class OrdersService:
@@ -84,9 +86,9 @@ class OrdersService:
     def status_machine(self) -> dict[str, Any]:
         return usecases.status_machine()
 
-    @subscribe("payments", ["payment.#", "refund.#"])
-    def on_payment_event(self, env: Envelope, data: Any) -> None:
-        usecases.handle_payment_event(self.db, env)
+    @subscribe("payments", usecases.PAYMENT_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT)
+    def on_payment_events(self, batch: list[tuple[Envelope, Any]]) -> None:
+        usecases.handle_payment_events(self.db, [env for env, _data in batch])
 
     @timer(interval=get_settings().abandon_check_interval_seconds)
     def abandon_stale_orders(self) -> None:

@@ -2,7 +2,7 @@
 
 Payments keep each order's ledger and compute its payment status; they record manual payments, create card
 payment links, capture, refund, take provider webhooks, and react to the order's events. They publish
-``payment.*`` and ``refund.*`` events and subscribe to ``order.*``.
+``payment.*`` and ``refund.*`` events and subscribe to the ``order.*`` types they act on, in batches.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from shared.errors import DomainError
 from shared.nameko_ext import DatabaseProvider, OutboxRelayProvider
 
 SERVICE = "payments"
+EVENT_BATCH_SIZE = 100
+EVENT_BATCH_WAIT = 0.005  # seconds; a batch goes when full or this long after its first event
 
 
 class PaymentsService:
@@ -31,9 +33,9 @@ class PaymentsService:
     relay = OutboxRelayProvider(SERVICE)
     provider: PaymentProvider = ProviderDependency()  # type: ignore[assignment]
 
-    @subscribe("orders", ["order.#"])
-    def on_order_event(self, env: Envelope, data: Any) -> None:
-        usecases.handle_order_event(self.db, self.provider, env)
+    @subscribe("orders", usecases.ORDER_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT)
+    def on_order_events(self, batch: list[tuple[Envelope, Any]]) -> None:
+        usecases.handle_order_events(self.db, self.provider, [env for env, _data in batch])
 
     @rpc(expected_exceptions=DomainError)
     def summary(self, order_id: str) -> dict[str, Any]:

@@ -49,3 +49,28 @@ def test_emit_many_numbers_each_subject_on_from_its_stream_in_the_order_given(pr
     assert all(p["sequence"] == r["sequence"] and p["causationid"] for p, r in zip(payloads, rows, strict=True))
     assert [r["event_id"] for r in rows[1:7]] == [e.id for e in envs]
     assert streams == {a: 5, b: 2, c: 1}
+    assert all(p["typecounts"] == f"order.note_added.v1:{r['sequence']}" for p, r in zip(payloads, rows, strict=True))
+
+
+def test_every_event_counts_the_events_of_each_type_of_its_order_so_far(probe_db: Any) -> None:
+    """``typecounts`` as ``emit``, ``emit_many`` and a buffered batch stamp it, in the order the events were given."""
+    from services.orders.contracts.events import OrderNoteDeleted
+
+    s = str(uuid.uuid4())
+    added = OrderNoteAdded.model_validate(note_event(s, 1, "a").data)
+    deleted = OrderNoteDeleted.model_validate(note_event(s, 1, "a").data)
+    with probe_db.transaction() as tx:
+        outbox.emit(tx, "probe", added, subject=s, correlation_id=s, causation_id="t")
+        outbox.emit_many(tx, "probe", [outbox.Emission(e, s, s, "t") for e in (deleted, added, deleted)])
+        with outbox.buffered(tx):
+            outbox.emit(tx, "probe", added, subject=s, correlation_id=s, causation_id="t")
+            outbox.emit_many(tx, "probe", [outbox.Emission(deleted, s, s, "t")])
+            assert tx.execute("SELECT count(*) AS n FROM outbox WHERE subject = %s", (s,)).fetchone()["n"] == 4
+        rows = tx.execute("SELECT sequence, payload FROM outbox WHERE subject = %s ORDER BY id", (s,)).fetchall()
+        stream = tx.execute("SELECT type_counts FROM event_streams WHERE subject = %s", (s,)).fetchone()
+    a, d = "order.note_added.v1", "order.note_deleted.v1"
+    assert [(r["sequence"], json.loads(r["payload"])["typecounts"]) for r in rows] == [
+        (1, f"{a}:1"), (2, f"{a}:1,{d}:1"), (3, f"{a}:2,{d}:1"), (4, f"{a}:2,{d}:2"), (5, f"{a}:3,{d}:2"),
+        (6, f"{a}:3,{d}:3"),
+    ]
+    assert stream["type_counts"] == {a: 3, d: 3}

@@ -25,12 +25,19 @@ from services.orders.usecases.changes import (
     set_payment_method,
     transition,
 )
-from services.orders.usecases.payment_events import PAYMENT_EVENT_HANDLERS, apply_payment_event, handle_payment_event
+from services.orders.usecases.payment_events import (
+    PAYMENT_EVENT_HANDLERS,
+    PAYMENT_EVENT_TYPES,
+    apply_payment_event,
+    handle_payment_event,
+    handle_payment_events,
+)
 from services.orders.usecases.placement import place_order, place_orders
 from services.orders.usecases.queries import get_order, list_orders, status_machine
 
 __all__ = [
     "PAYMENT_EVENT_HANDLERS",
+    "PAYMENT_EVENT_TYPES",
     "abandon_stale_orders",
     "add_note",
     "apply_payment_event",
@@ -40,6 +47,7 @@ __all__ = [
     "edit_note",
     "get_order",
     "handle_payment_event",
+    "handle_payment_events",
     "list_orders",
     "place_order",
     "place_orders",

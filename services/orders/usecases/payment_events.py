@@ -4,11 +4,15 @@
 Payments own the payment status; orders keep a copy (to list and sort by ``paid_at``), confirm a paid card
 order automatically, put an order on hold when its ledger is found broken, and record refunds, pay-outs and
 released authorizations in the order's history. Each event is applied once and in order (``shared.inbox``).
+
+Orders bind exactly the types of ``PAYMENT_EVENT_HANDLERS`` (``PAYMENT_EVENT_TYPES``) and take them in batches:
+one transaction per batch, ordered per order by the counts of those types (``typecounts``), so the payments
+events orders have nothing to do with (a link created, money received) never reach them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +28,14 @@ PAYMENTS_ACTOR = domain.PAYMENTS
 PAYMENTS_CONSUMER = "orders.payments"
 
 
+def handle_payment_events(db: Database, events: Sequence[Envelope]) -> list[inbox.Outcome]:
+    """Apply a batch of payments events in one transaction, each once and in per-order order."""
+    return inbox.process_batch(db, PAYMENTS_CONSUMER, events, apply_payment_event, types=PAYMENT_EVENT_TYPES)
+
+
 def handle_payment_event(db: Database, env: Envelope) -> inbox.Outcome:
-    """Apply one ``payment.*``/``refund.*`` event once and in order (per-order sequence of payments)."""
-    return inbox.process(db, PAYMENTS_CONSUMER, env, apply_payment_event)
+    """Apply one payments event once and in order (a batch of one)."""
+    return handle_payment_events(db, [env])[0]
 
 
 def apply_payment_event(tx: Tx, env: Envelope) -> None:
@@ -106,6 +115,9 @@ PAYMENT_EVENT_HANDLERS: dict[type[Any], PaymentEventHandler] = {
     pev.PaymentVoided: _on_payment_voided,
 }
 """The payments events orders acts on, each with its handler (the order is loaded, locked, for it)."""
+
+PAYMENT_EVENT_TYPES: tuple[str, ...] = tuple(sorted(model.event_type for model in PAYMENT_EVENT_HANDLERS))
+"""What orders subscribe to: exactly the types of ``PAYMENT_EVENT_HANDLERS`` (the inbox orders by their counts)."""
 
 
 def _record(

@@ -18,19 +18,23 @@ from services.payments.usecases.payments import (
 )
 from services.payments.usecases.refunds import manual_refunds, mark_refund_paid_out, refund, refund_preview
 from services.payments.usecases.saga import (
+    ORDER_EVENT_TYPES,
     apply_order_event,
     capture_open_authorizations,
     handle_order_event,
+    handle_order_events,
     settle_closed_order,
 )
 from services.payments.usecases.webhooks import handle_webhook
 
 __all__ = [
+    "ORDER_EVENT_TYPES",
     "apply_order_event",
     "capture_open_authorizations",
     "capture_payment",
     "create_payment_link",
     "handle_order_event",
+    "handle_order_events",
     "handle_webhook",
     "manual_refunds",
     "mark_refund_paid_out",

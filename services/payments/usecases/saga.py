@@ -12,7 +12,7 @@ same :func:`settle_closed_order` (called by the webhook handlers).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -39,9 +39,17 @@ CONSUMER = "payments.orders"
 OrderHandler = Callable[[Tx, PaymentProvider, domain.OrderPayments, Any, str], None]
 
 
+def handle_order_events(db: Database, provider: PaymentProvider, events: Sequence[Envelope]) -> list[inbox.Outcome]:
+    """Apply a batch of order events in one transaction, each once and in per-order order of ``ORDER_EVENT_TYPES``
+    (the inbox dedupes, and orders by the counts of those types)."""
+    return inbox.process_batch(
+        db, CONSUMER, events, lambda tx, e: apply_order_event(tx, provider, e), types=ORDER_EVENT_TYPES
+    )
+
+
 def handle_order_event(db: Database, provider: PaymentProvider, env: Envelope) -> inbox.Outcome:
-    """Apply one ``order.*`` event once and in order (the inbox dedupes and orders by sequence)."""
-    return inbox.process(db, CONSUMER, env, lambda tx, e: apply_order_event(tx, provider, e))
+    """Apply one order event once and in order (a batch of one)."""
+    return handle_order_events(db, provider, [env])[0]
 
 
 def apply_order_event(tx: Tx, provider: PaymentProvider, env: Envelope) -> None:
@@ -140,6 +148,10 @@ ORDER_EVENT_HANDLERS: dict[str, OrderHandler] = {
     order_events.OrderStageChanged.event_type: stage_changed,
 }
 """What payments do on each order event of an order they know (``order.placed`` creates it)."""
+
+ORDER_EVENT_TYPES: tuple[str, ...] = tuple(sorted({order_events.OrderPlaced.event_type, *ORDER_EVENT_HANDLERS}))
+"""What payments subscribe to: ``order.placed`` and the types of ``ORDER_EVENT_HANDLERS``, nothing else (notes,
+address, customer changes never reach payments)."""
 
 
 def settle_closed_order(
