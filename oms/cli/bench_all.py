@@ -428,25 +428,25 @@ def print_report(report: Report) -> None:
     if report.raw or report.bare_http:
         table = Table("limit", "clients", "per second", "p50 ms", "p99 ms", "error", title="1. raw limits")
         for figures in report.raw.values():
-            table.add_row(figures["what"], str(figures["clients"]), _f(figures["rate"]), _f(figures["p50_ms"], 1),
-                          _f(figures["p99_ms"], 1), figures.get("error") or "")
+            table.add_row(str(figures.get("what")), str(figures.get("clients")), _f(figures.get("rate")),
+                          _f(figures.get("p50_ms"), 1), _f(figures.get("p99_ms"), 1), figures.get("error") or "")
         for row in report.bare_http:
-            table.add_row(f"bare HTTP JSON endpoint ({row['client']})", str(row["clients"]), _f(row["rate"]),
-                          _f(row["p50_ms"], 1), _f(row["p99_ms"], 1), row.get("first_error") or "")
+            table.add_row(f"bare HTTP JSON endpoint ({row.get('client')})", str(row["clients"]), _f(row["rate"]),
+                          _f(row.get("p50_ms"), 1), _f(row.get("p99_ms"), 1), row.get("first_error") or "")
         console.print(table)
     if report.placement:
         table = Table("clients", "orders", "errors", "orders/s", "p50 ms", "p99 ms",
                       title=f"2. placement over HTTP ({report.load_client})")
         for row in report.placement:
-            table.add_row(str(row["clients"]), str(row["ok"]), str(row["errors"]), _f(row["rate"]),
-                          _f(row["p50_ms"], 1), _f(row["p99_ms"], 1))
+            table.add_row(str(row["clients"]), str(row.get("ok")), str(row.get("errors")), _f(row["rate"]),
+                          _f(row.get("p50_ms"), 1), _f(row.get("p99_ms"), 1))
         console.print(table)
     if report.card_orders:
         table = Table("clients", "confirmed", "errors", "orders/s", "p50 ms", "p99 ms",
                       title="3. card orders placed → paid → confirmed")
         for row in report.card_orders:
-            table.add_row(str(row["clients"]), f"{row['confirmed']}/{row['started']}", str(row["errors"]),
-                          _f(row["rate"], 1), _f(row["p50_ms"]), _f(row["p99_ms"]))
+            table.add_row(str(row["clients"]), f"{row.get('confirmed')}/{row.get('started')}", str(row.get("errors")),
+                          _f(row["rate"], 1), _f(row.get("p50_ms")), _f(row.get("p99_ms")))
         console.print(table)
     if report.probes:
         table = Table("part", "lag", "of", "events", "p50 ms", "p99 ms", "events/s",

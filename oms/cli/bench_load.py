@@ -52,7 +52,8 @@ def lua_script(body: str, headers: dict[str, str]) -> str:
         return "[==[" + text + "]==]"
 
     lines = ['wrk.method = "POST"', 'wrk.headers["Content-Type"] = "application/json"']
-    lines += [f"wrk.headers[{quoted(k)}] = {quoted(v)}" for k, v in headers.items()]
+    # `headers[ [==[…]==] ]`: without the spaces `[[` would open a Lua long string.
+    lines += [f"wrk.headers[ {quoted(k)} ] = {quoted(v)}" for k, v in headers.items()]
     lines.append(f"wrk.body = {quoted(body)}")
     return "\n".join(lines) + "\n"
 
@@ -106,7 +107,7 @@ def run_wrk(url: str, clients: int, seconds: float, body: str, headers: dict[str
              "-s", str(script), url],
             capture_output=True, text=True, timeout=seconds + 60, check=False,
         )
-    if out.returncode != 0:
+    if out.returncode != 0 or str(script) in out.stderr:  # wrk runs on after a script error: a plain GET
         raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr.strip() or out.stdout.strip()}")
     return parse_wrk(out.stdout, clients)
 
