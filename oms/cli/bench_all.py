@@ -196,7 +196,10 @@ def bench_everything(
         check_provider(sandbox)
 
     run_processes = runfile.read(settings.state_dir)
-    watched = bench_probe.watched(run_processes)
+    from urllib.parse import urlsplit
+
+    database = urlsplit(settings.database_url).path.lstrip("/") or None
+    watched = bench_probe.watched(run_processes, database=database)
     report = Report(
         machine=machine_facts(),
         date=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -245,6 +248,11 @@ def bench_everything(
 
 def _explain_setup(report: Report, run_processes: list[dict[str, Any]], settings: Any) -> None:
     where = runfile.run_file(settings.state_dir)
+    report.notes.append(
+        "postgres = the backends connected to the system's database (its WAL writer and checkpointer are not "
+        "counted); rabbitmq = the whole broker; bench client = this command (not counted in sums). Other work on "
+        "this machine (tests, other databases) slows every figure: compare ratios measured in one run."
+    )
     if not run_processes:
         report.notes.append(
             f"no run file at {where}: CPU, memory and lags of the services are not measured. Start the system "

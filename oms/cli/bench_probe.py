@@ -1,9 +1,11 @@
 """What ``oms bench`` reads from the running system's processes, before and after each part.
 
-- CPU time (utime + stime from ``/proc/<pid>/stat``, plus reaped children for Postgres, whose backends come and
-  go) and peak resident memory (``VmHWM`` from ``/proc/<pid>/status``), for every process ``oms run`` lists in
-  its run file, and for Postgres and RabbitMQ found by process name when readable (Linux; as root or the same
-  user).
+- CPU time (utime + stime from ``/proc/<pid>/stat``) and peak resident memory (``VmHWM`` from
+  ``/proc/<pid>/status``), for every process ``oms run`` lists in its run file, and for Postgres and RabbitMQ
+  found by process name when readable (Linux; as root or the same user). Postgres counts only the backends
+  connected to the system's database (their title names it): the server may be busy with other databases,
+  and the services keep their connections in pools, so their backends live through a part. Its shared
+  background processes (WAL writer, checkpointer) are left out.
 - Prometheus histograms from each process's metrics port (``oms_outbox_publish_lag_seconds{schema}``, commit →
   published; ``oms_event_handle_lag_seconds{queue}``, published → handled, where the services export it) and
   counters (events published, events handled). A part's percentiles come from the bucket counts' difference
@@ -55,13 +57,20 @@ def peak_rss_mib(pid: int) -> float | None:
     return None
 
 
-def pids_named(names: Iterable[str]) -> list[int]:
+def pids_named(names: Iterable[str], database: str | None = None) -> list[int]:
+    """Processes whose name is one of ``names``; with ``database``, only those whose title names it (Postgres
+    backends: ``postgres: 15/main: user DATABASE 127.0.0.1(5432) idle``)."""
     wanted = set(names)
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            if (entry / "comm").read_text().strip() in wanted:
-                found.append(int(entry.name))
+            if (entry / "comm").read_text().strip() not in wanted:
+                continue
+            if database is not None:
+                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+                if database not in title:
+                    continue
+            found.append(int(entry.name))
         except (OSError, ValueError):
             continue
     return sorted(found)
@@ -76,9 +85,19 @@ class Watched:
     infra: bool = False
     metrics_port: int | None = None
     service: str | None = None
+    database: str | None = None
+    """For Postgres: only backends of this database."""
+
+    def current_pids(self) -> list[int]:
+        """A group's processes now (backends come and go); a single process's pid."""
+        if self.name in INFRA:
+            return pids_named(INFRA[self.name], self.database)
+        return list(self.pids)
 
 
-def watched(run_processes: Iterable[Mapping[str, object]], *, include_self: bool = True) -> list[Watched]:
+def watched(
+    run_processes: Iterable[Mapping[str, object]], *, database: str | None = None, include_self: bool = True
+) -> list[Watched]:
     """The system's processes from the run file, then Postgres and RabbitMQ, then this benchmark itself."""
     out = []
     for p in run_processes:
@@ -87,9 +106,10 @@ def watched(run_processes: Iterable[Mapping[str, object]], *, include_self: bool
             out.append(Watched(str(p.get("name")), (pid,), False, port if isinstance(port, int) else None,
                                str(p.get("service") or p.get("name"))))
     for group, names in INFRA.items():
-        pids = pids_named(names)
+        db = database if group == "postgres" else None
+        pids = pids_named(names, db)
         if pids:
-            out.append(Watched(group, tuple(pids), True))
+            out.append(Watched(f"{group}", tuple(pids), True, database=db))
     if include_self:
         out.append(Watched("bench client", (os.getpid(),), True))
     return out
@@ -97,24 +117,14 @@ def watched(run_processes: Iterable[Mapping[str, object]], *, include_self: bool
 
 def cpu_snapshot(processes: Iterable[Watched]) -> dict[str, float]:
     """name -> CPU seconds so far. For a group, pids found now (backends started since are counted too)."""
-    snapshot: dict[str, float] = {}
-    for w in processes:
-        pids = pids_named(INFRA[w.name]) if w.name in INFRA else list(w.pids)
-        total = 0.0
-        for pid in pids:
-            # Postgres backends exit and are reaped by the postmaster: count reaped children too.
-            value = cpu_seconds(pid, children=w.name == "postgres")
-            total += value or 0.0
-        snapshot[w.name] = total
-    return snapshot
+    return {w.name: sum(cpu_seconds(pid) or 0.0 for pid in w.current_pids()) for w in processes}
 
 
 def peak_rss(processes: Iterable[Watched]) -> dict[str, float]:
     """name -> peak RSS MiB (for a group: its largest process; shared memory is counted in each)."""
     out = {}
     for w in processes:
-        pids = pids_named(INFRA[w.name]) if w.name in INFRA else list(w.pids)
-        values = [v for v in (peak_rss_mib(pid) for pid in pids) if v is not None]
+        values = [v for v in (peak_rss_mib(pid) for pid in w.current_pids()) if v is not None]
         if values:
             out[w.name] = max(values)
     return out
