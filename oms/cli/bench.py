@@ -1,5 +1,8 @@
 """``oms bench place``, ``oms bench pay`` and ``oms bench abandon``: how fast do orders go through the system?
 
+``oms bench`` alone (or ``oms bench all``) runs every part in one go, next to the machine's raw limits:
+see ``oms.cli.bench_all``.
+
 ``place``: for each client count, N concurrent workers each place orders one after another
 (``POST /api/v1/orders``) until the level's order count is reached; orders/s = orders placed / wall time,
 latency percentiles are per request. Meanwhile a subscriber bound to ``order.placed.v1`` on ``oms.events``
@@ -42,6 +45,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from oms.cli import bench_all
 from oms.cli.common import (
     ApiKeyOption,
     SandboxUrlOption,
@@ -56,7 +60,13 @@ from oms.cli.common import (
 )
 from oms.cli.common import settings as common_settings
 
-app = typer.Typer(help="Benchmarks against a running system (local only).", no_args_is_help=True)
+app = typer.Typer(
+    help="Benchmarks against a running system (local only). With no sub-command (or `all`): every figure in "
+    "one run, see `oms bench all --help`.",
+    invoke_without_command=True,
+)
+app.callback()(bench_all.bench_everything)
+app.command("all")(bench_all.bench_everything)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

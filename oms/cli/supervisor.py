@@ -17,6 +17,7 @@ read in one sitting.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -59,6 +60,8 @@ def _seconds(value: float) -> str:
 class _Child:
     name: str
     command: list[str]
+    env: dict[str, str] | None = None
+    """Variables added to this process's environment (its own metrics port), None: ours unchanged."""
     proc: subprocess.Popen[bytes] | None = None
     crashes: deque[float] = field(default_factory=deque)
     restart_at: float | None = None
@@ -68,7 +71,9 @@ class Supervisor:
     """Runs ``commands`` (name -> argv), each in its own session so a terminal's Ctrl-C reaches only us.
 
     ``say`` prints one line for the developer (the console). ``check`` does one round of watching and is
-    called in a loop by the caller, which also owns signal handling and the start banner.
+    called in a loop by the caller, which also owns signal handling and the start banner. ``envs`` (name ->
+    variables) gives a process variables of its own on top of ours: two processes of one service must not
+    both try to listen on the same metrics port.
     """
 
     def __init__(
@@ -77,11 +82,15 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         say: Callable[[str], None] = print,
         clock: Callable[[], float] = time.monotonic,
+        envs: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.policy = policy or RestartPolicy()
         self._say = say
         self._clock = clock
-        self._children = {name: _Child(name, list(cmd)) for name, cmd in commands.items()}
+        envs = envs or {}
+        self._children = {
+            name: _Child(name, list(cmd), dict(envs[name]) if name in envs else None) for name, cmd in commands.items()
+        }
 
     def start(self) -> None:
         for child in self._children.values():
@@ -128,7 +137,8 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         again = child.proc is not None
-        child.proc = subprocess.Popen(child.command, start_new_session=True)
+        env = {**os.environ, **child.env} if child.env is not None else None
+        child.proc = subprocess.Popen(child.command, start_new_session=True, env=env)
         self._say(f"{'restarted' if again else 'started'} {child.name} (pid {child.proc.pid})")
 
     def stop_all(self, grace: float = 20.0) -> None:

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oms.cli import common
+from oms.cli import common, runfile
 from oms.cli.supervisor import RestartPolicy, Supervisor
 
 console = Console()
@@ -61,15 +61,38 @@ def run(
             f"crash within the window, up to {RestartPolicy.max_delay:g} s.",
         ),
     ] = RestartPolicy.first_delay,
+    process_counts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--processes",
+            "-p",
+            help="Development: run N processes of a Nameko service, e.g. `-p orders=2,payments=2` (they share "
+            "its queues; one relay publishes). With OMS_METRICS_PORT set, each process gets its own metrics port "
+            "(that port + its index).",
+        ),
+    ] = None,
 ) -> None:
     """Run services. One name: that service in this process (production). None: everything (development),
     restarting a process that crashes."""
-    from shared.registry import processes
+    from shared.registry import nameko_classes, processes
 
     names = services or [p.name for p in processes(development=True)]
     for name in names:
         _command_for(name)  # validates the name
-    if len(names) == 1 and services:
+    try:
+        counts = runfile.parse_counts(process_counts or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--processes") from None
+    for name, count in counts.items():
+        if name not in names:
+            raise typer.BadParameter(f"{name!r} is not among the processes to run", param_hint="--processes")
+        if count > 1 and name not in nameko_classes():
+            raise typer.BadParameter(
+                f"{name!r} listens on a fixed port: only Nameko services ({', '.join(nameko_classes())}) can run "
+                "as several processes here",
+                param_hint="--processes",
+            )
+    if len(names) == 1 and services and counts.get(names[0], 1) == 1:
         os.execv(sys.executable, _command_for(names[0]))  # become the service: signals reach it directly
     policy = RestartPolicy(
         crash_limit=crash_limit,
@@ -77,7 +100,7 @@ def run(
         first_delay=restart_delay,
         max_delay=max(RestartPolicy.max_delay, restart_delay),
     )
-    code = _supervise(names, policy)
+    code = _supervise(names, policy, counts)
     if code:
         raise typer.Exit(code)
 
@@ -87,10 +110,17 @@ def _say(text: str) -> None:
     console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
-def _supervise(names: list[str], policy: RestartPolicy) -> int:
-    """Run every process until Ctrl-C/SIGTERM (0) or a crash loop (1); print the banner once the API answers."""
+def _supervise(names: list[str], policy: RestartPolicy, counts: dict[str, int] | None = None) -> int:
+    """Run every process until Ctrl-C/SIGTERM (0) or a crash loop (1); print the banner once the API answers.
+
+    While running, ``OMS_STATE_DIR/processes.json`` lists every process's pid and metrics port, for ``oms bench``.
+    """
+    from shared.registry import nameko_classes
+
     settings = common.settings()
     stopping = False
+    planned = runfile.plan(names, counts or {}, settings.metrics_port, nameko_classes())
+    envs = {p.name: {"OMS_METRICS_PORT": str(p.metrics_port)} for p in planned if p.metrics_port}
 
     def stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -98,9 +128,10 @@ def _supervise(names: list[str], policy: RestartPolicy) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    supervisor = Supervisor({name: _command_for(name) for name in names}, policy, say=_say)
+    supervisor = Supervisor({p.name: _command_for(p.service) for p in planned}, policy, say=_say, envs=envs)
     supervisor.start()
     code = 0
+    written: dict[str, int] = {}
     try:
         key = _dev_api_key()
         base = common.base_url(settings)
@@ -112,13 +143,18 @@ def _supervise(names: list[str], policy: RestartPolicy) -> int:
                 console.print(reason, style="red", soft_wrap=True, markup=False, highlight=False)
                 code = 1
                 break
+            pids = supervisor.pids()
+            if pids != written:
+                runfile.write(settings.state_dir, planned, pids)
+                written = pids
             if banner_deadline is not None and (_answers(health) or time.monotonic() > banner_deadline):
                 if time.monotonic() > banner_deadline:
                     _say(f"warning: {health} did not answer within 30 s")
-                print_banner(names, base, key)
+                print_banner([p.name for p in planned], base, key)
                 banner_deadline = None
             time.sleep(0.3)
     finally:
+        runfile.remove(settings.state_dir)
         supervisor.stop_all()
     return code
 
