@@ -1,9 +1,10 @@
 """Events the payments service publishes (the ``data`` of the CloudEvent; subject = the order id).
 
 Every event carries ``order_id``, ``number`` and ``test`` (like the order events) so a consumer can act on
-it without calling back. Money is a decimal string with the currency alongside. The orders service
-subscribes to ``payment.#`` and ``refund.#`` and orders them by the per-order ``sequence``, so every type
-published here must start with ``payment.`` or ``refund.``.
+it without calling back. Money is a decimal string with the currency alongside. The orders service binds
+the exact types it acts on (its ``PAYMENT_EVENT_HANDLERS``) and applies them in per-order order using each
+event's ``typecounts``; integrators bind ``payment.#`` and ``refund.#`` on ``oms.events``, so every type
+published here starts with ``payment.`` or ``refund.``.
 """
 
 from __future__ import annotations
