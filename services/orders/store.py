@@ -208,11 +208,14 @@ def stale_placed_orders(
     ``domain.is_abandonable`` (in ``placed`` since ``placed_before`` or earlier, address missing or payment not
     known: not paid, not authorized, no manual method), which still decides for each order loaded. ``after``
     (the last order's ``(placed_at, id)``) continues one check past orders it already looked at.
+
+    ``stage_entered_at(doc)`` is the document's ``stage_changed_at`` as the partial index ``orders_placed_since``
+    (migration 0002) keeps it for placed orders: the check reads the stale placed orders and no other.
     """
     rows = tx.execute(
         "SELECT doc::text AS doc FROM orders WHERE stage = 'placed' "
         + ("AND (placed_at, id) > (%(after_at)s, %(after_id)s) " if after else "")
-        + "AND (doc->>'stage_changed_at')::timestamptz <= %(cutoff)s "
+        + "AND stage_entered_at(doc) <= %(cutoff)s "
         "AND (doc->'shipping_address' IS NULL OR doc->'shipping_address' = 'null'::jsonb "
         "     OR (paid_at IS NULL AND NOT coalesce((doc->>'payment_authorized')::boolean, false) "
         "         AND (payment_method IS NULL OR NOT payment_method = ANY(%(manual)s)))) "
