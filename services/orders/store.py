@@ -255,15 +255,34 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
 
 
 def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
-    """One page of orders, keyset-paginated so page 1,000 costs what page 1 does."""
+    """One page of orders, keyset-paginated so page 1,000 costs what page 1 does.
+
+    Every sort has an index per stage and per channel (migration 0003), so a filter on one stage or one
+    channel reads its page straight off an index. Several stages (or, without a stage, several channels) are
+    read as one index walk per value, ``LATERAL`` over the list, each stopping after a page, and the pages
+    merged: Postgres 15 cannot walk ``stage = ANY(...)`` in sort order, and would otherwise either read the
+    whole table in sort order to find rare stages or fetch and sort every order in common ones.
+    """
     where: list[str] = []
     params: list[Any] = []
-    if query.stage:
-        where.append("stage = ANY(%s)")
-        params.append([s.value for s in query.stage])
-    if query.channel:
+    per_value: tuple[str, list[str]] | None = None  # (column, values): one index walk per value
+    stages = [s.value for s in query.stage or ()]
+    channels = [c.value for c in query.channel or ()]
+    if len(stages) > 1:
+        per_value = ("stage", stages)
+    elif stages:
+        where.append("stage = %s")
+        params.append(stages[0])
+    if len(channels) > 1 and per_value is None:
+        per_value = ("channel", channels)
+    elif len(channels) == 1:
+        where.append("channel = %s")
+        params.append(channels[0])
+    elif channels:
         where.append("channel = ANY(%s)")
-        params.append([c.value for c in query.channel])
+        params.append(channels)
+    if per_value:
+        where.append(f"{per_value[0]} = one.value")
     if query.placed_from:
         where.append("placed_at >= %s")
         params.append(query.placed_from)
@@ -297,15 +316,24 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     ordering = f"{query.sort} {query.direction}"
     if query.cursor:
         after_key, after_number = _decode_cursor(query.cursor, ordering)
-        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s)")
+        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s::bigint)")
         params.extend([after_key, after_number])
-    order_by = f"{key} {'DESC' if desc else 'ASC'}, number {'DESC' if desc else 'ASC'}"
-    sql = (
-        f"SELECT doc::text AS doc, {key}::text AS sort_key, number FROM orders"
+    way = "DESC" if desc else "ASC"
+    page = (
+        f"SELECT doc, {key} AS sort_key, number FROM orders"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {order_by} LIMIT %s"
+        + f" ORDER BY {key} {way}, number {way} LIMIT %s"
     )
     params.append(query.limit + 1)
+    if per_value:
+        sql = (
+            "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
+            f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
+            f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+        )
+        params = [per_value[1], *params, query.limit + 1]
+    else:
+        sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
     try:
         rows = tx.execute(sql, params).fetchall()
     except psycopg.errors.DataError:
