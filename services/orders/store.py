@@ -257,23 +257,22 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
 def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     """One page of orders, keyset-paginated so page 1,000 costs what page 1 does.
 
-    Every sort has an index per stage and per channel (migration 0003), so a filter on one stage or one
-    channel reads its page straight off an index. Several stages (or, without a stage, several channels) are
-    read as one index walk per value, ``LATERAL`` over the list, each stopping after a page, and the pages
-    merged: Postgres 15 cannot walk ``stage = ANY(...)`` in sort order, and would otherwise either read the
-    whole table in sort order to find rare stages or fetch and sort every order in common ones.
+    Every sort has an index per stage and per channel (migration 0003). The stages asked for (or, without a
+    stage, the channels) are read as one walk of that index per value, ``LATERAL`` over the list, each walk
+    stopping after a page, and the pages merged. Postgres 15 cannot walk ``stage = ANY(...)`` in sort order;
+    and even for one stage, given the value as a constant, it trusts the stage's share of all orders: for
+    ``archived`` (half the orders, all of them old) it walks the whole-table index newest first and filters,
+    reading 40,000 newer orders before the first archived one. Inside the ``LATERAL`` the value is a
+    parameter, so the per-stage index is used whatever the stage.
     """
     where: list[str] = []
     params: list[Any] = []
     per_value: tuple[str, list[str]] | None = None  # (column, values): one index walk per value
     stages = [s.value for s in query.stage or ()]
     channels = [c.value for c in query.channel or ()]
-    if len(stages) > 1:
+    if stages:
         per_value = ("stage", stages)
-    elif stages:
-        where.append("stage = %s")
-        params.append(stages[0])
-    if len(channels) > 1 and per_value is None:
+    if channels and per_value is None:
         per_value = ("channel", channels)
     elif len(channels) == 1:
         where.append("channel = %s")
