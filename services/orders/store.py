@@ -231,11 +231,14 @@ def stale_placed_orders(
     ``domain.is_abandonable`` (in ``placed`` since ``placed_before`` or earlier, address missing or payment not
     known: not paid, not authorized, no manual method), which still decides for each order loaded. ``after``
     (the last order's ``(placed_at, id)``) continues one check past orders it already looked at.
+
+    ``stage_entered_at(doc)`` is the document's ``stage_changed_at`` as the partial index ``orders_placed_since``
+    (migration 0002) keeps it for placed orders: the check reads the stale placed orders and no other.
     """
     rows = tx.execute(
         "SELECT doc::text AS doc FROM orders WHERE stage = 'placed' "
         + ("AND (placed_at, id) > (%(after_at)s, %(after_id)s) " if after else "")
-        + "AND (doc->>'stage_changed_at')::timestamptz <= %(cutoff)s "
+        + "AND stage_entered_at(doc) <= %(cutoff)s "
         "AND (doc->'shipping_address' IS NULL OR doc->'shipping_address' = 'null'::jsonb "
         "     OR (paid_at IS NULL AND NOT coalesce((doc->>'payment_authorized')::boolean, false) "
         "         AND (payment_method IS NULL OR NOT payment_method = ANY(%(manual)s)))) "
@@ -275,15 +278,33 @@ def _decode_cursor(cursor: str, sort: str) -> tuple[str, int]:
 
 
 def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
-    """One page of orders, keyset-paginated so page 1,000 costs what page 1 does."""
+    """One page of orders, keyset-paginated so page 1,000 costs what page 1 does.
+
+    Every sort has an index per stage and per channel (migration 0003). The stages asked for (or, without a
+    stage, the channels) are read as one walk of that index per value, ``LATERAL`` over the list, each walk
+    stopping after a page, and the pages merged. Postgres 15 cannot walk ``stage = ANY(...)`` in sort order;
+    and even for one stage, given the value as a constant, it trusts the stage's share of all orders: for
+    ``archived`` (half the orders, all of them old) it walks the whole-table index newest first and filters,
+    reading 40,000 newer orders before the first archived one. Inside the ``LATERAL`` the value is a
+    parameter, so the per-stage index is used whatever the stage.
+    """
     where: list[str] = []
     params: list[Any] = []
-    if query.stage:
-        where.append("stage = ANY(%s)")
-        params.append([s.value for s in query.stage])
-    if query.channel:
+    per_value: tuple[str, list[str]] | None = None  # (column, values): one index walk per value
+    stages = [s.value for s in query.stage or ()]
+    channels = [c.value for c in query.channel or ()]
+    if stages:
+        per_value = ("stage", stages)
+    if channels and per_value is None:
+        per_value = ("channel", channels)
+    elif len(channels) == 1:
+        where.append("channel = %s")
+        params.append(channels[0])
+    elif channels:
         where.append("channel = ANY(%s)")
-        params.append([c.value for c in query.channel])
+        params.append(channels)
+    if per_value:
+        where.append(f"{per_value[0]} = one.value")
     if query.placed_from:
         where.append("placed_at >= %s")
         params.append(query.placed_from)
@@ -317,15 +338,24 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     ordering = f"{query.sort} {query.direction}"
     if query.cursor:
         after_key, after_number = _decode_cursor(query.cursor, ordering)
-        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s)")
+        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s::bigint)")
         params.extend([after_key, after_number])
-    order_by = f"{key} {'DESC' if desc else 'ASC'}, number {'DESC' if desc else 'ASC'}"
-    sql = (
-        f"SELECT doc::text AS doc, {key}::text AS sort_key, number FROM orders"
+    way = "DESC" if desc else "ASC"
+    page = (
+        f"SELECT doc, {key} AS sort_key, number FROM orders"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {order_by} LIMIT %s"
+        + f" ORDER BY {key} {way}, number {way} LIMIT %s"
     )
     params.append(query.limit + 1)
+    if per_value:
+        sql = (
+            "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
+            f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
+            f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+        )
+        params = [per_value[1], *params, query.limit + 1]
+    else:
+        sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
     try:
         rows = tx.execute(sql, params).fetchall()
     except psycopg.errors.DataError:

@@ -207,3 +207,54 @@ def test_a_staff_edit_made_while_the_timer_runs_is_kept(orders_db: Any) -> None:
         final = store.load(tx, edited)
     assert final.stage == domain.Stage.abandoned and final.shipping_address == kept.shipping_address
     assert final.version == kept.version + 1
+
+
+class _Recorder:
+    """A transaction stand-in that keeps the statements run through it, to EXPLAIN them afterwards."""
+
+    def __init__(self, tx: Any) -> None:
+        self.tx = tx
+        self.statements: list[tuple[str, Any]] = []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        self.statements.append((sql, params))
+        return self.tx.execute(sql, params)
+
+
+def _rows_read(plan: dict[str, Any]) -> int:
+    """Rows of ``orders`` the plan's table scans produced or filtered away: the rows the check looked at."""
+    own = 0
+    if plan.get("Relation Name") == "orders" and "Bitmap Index" not in plan["Node Type"]:
+        own = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
+    return own + sum(_rows_read(p) for p in plan.get("Plans", []))
+
+
+def test_a_check_reads_only_the_stale_placed_orders(orders_db: Any) -> None:
+    """With many placed orders not yet stale, the timer's query reads the stale ones and no other (issue #10).
+
+    The moment an order entered ``placed`` lives in its document; before the index on it, each check read every
+    placed order, stale or not. The table is small here, so sequential scans are switched off: the question is
+    whether an index lets Postgres read only the stale orders, not whether it would bother on 400 rows.
+    """
+    fresh = place_many(orders_db, 400)  # placed just now: not stale
+    stale = place_many(orders_db, 30)
+    backdate(orders_db, stale, 2 * HOUR)
+    cutoff = datetime.now(UTC) - timedelta(seconds=HOUR)
+    with orders_db.transaction() as tx:
+        tx.execute("ANALYZE orders")
+        tx.execute("SET LOCAL enable_seqscan = off")
+        recorder = _Recorder(tx)
+        found = store.stale_placed_orders(recorder, cutoff, 500)  # type: ignore[arg-type]
+        [(sql, params)] = recorder.statements
+        [row] = tx.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params).fetchall()
+        stale_now = tx.execute(
+            "SELECT count(*) AS n FROM orders "
+            "WHERE stage = 'placed' AND (doc->>'stage_changed_at')::timestamptz <= %s",
+            (cutoff,),
+        ).fetchone()["n"]
+    plan = row["QUERY PLAN"][0]["Plan"]
+    assert {str(o.id) for o in found} >= set(stale)
+    assert not {str(o.id) for o in found} & set(fresh)
+    assert _rows_read(plan) == stale_now, json.dumps(plan, indent=1)
+    # Leave no stale order behind for other tests' timer checks in this database.
+    assert abandon_stale_orders(orders_db, abandon_after_seconds=HOUR) >= len(stale)

@@ -574,6 +574,55 @@ def test_cursor_pagination_walks_every_order_exactly_once(orders_db: Any, svc: O
     assert got == by_placed[::-1]
 
 
+def test_several_stages_or_channels_list_as_one_list_in_every_sort(orders_db: Any, svc: OrdersService) -> None:
+    """Several stages (or channels) are read one index walk per value and merged (issue #10): the pages must be
+    exactly those of one list, in every sort and page size, across ties and from paid to unpaid."""
+    start = window()
+    tag = marker()
+    span = {"placed_from": start.isoformat(), "placed_to": (start + timedelta(days=30)).isoformat(), "q": tag}
+    channels = ["web", "whatsapp", "pos"]
+    stages = [None, "confirmed", "cancelled"]
+    placed = []
+    for i in range(18):
+        at = start + timedelta(days=1 + (i * 5) % 6, hours=10)  # three orders share each placed_at
+        cmd = order_cmd(tag, channel=channels[i % 3], payment_method="card", placed_at=at.isoformat())
+        o = place_order(orders_db, cmd, CUSTOMER, None)
+        if i % 4 == 0:
+            svc.set_payment_method(o["id"], {"method": "card", "paid": True}, CUSTOMER)
+        if stages[(i // 3) % 3]:
+            svc.transition(o["id"], {"to": stages[(i // 3) % 3]}, ASHA)
+        placed.append(o["id"])
+    full = {o["number"]: o for o in (get_order(orders_db, oid) for oid in placed)}
+    assert {o["stage"] for o in full.values()} >= {"placed", "cancelled"}
+
+    def expected(sort: str, direction: str, keep: Any) -> list[int]:
+        chosen = [n for n, o in full.items() if keep(o)]
+        if sort == "placed_at":
+            got = sorted(chosen, key=lambda n: (datetime.fromisoformat(full[n]["placed_at"]), n))
+            return got[::-1] if direction == "desc" else got
+        paid = sorted((n for n in chosen if full[n]["paid_at"]), key=lambda n: (full[n]["paid_at"], n))
+        unpaid = sorted(n for n in chosen if not full[n]["paid_at"])
+        return paid[::-1] + unpaid[::-1] if direction == "desc" else paid + unpaid
+
+    filters: list[tuple[dict[str, Any], Any]] = [
+        ({"stage": ["placed", "confirmed", "cancelled"]}, lambda o: True),
+        ({"stage": ["cancelled", "placed"]}, lambda o: o["stage"] in ("cancelled", "placed")),
+        ({"channel": ["web", "pos"]}, lambda o: o["channel"] in ("web", "pos")),
+        ({"stage": ["placed", "confirmed"], "channel": ["whatsapp", "pos"]},
+         lambda o: o["stage"] in ("placed", "confirmed") and o["channel"] in ("whatsapp", "pos")),
+        ({"stage": ["confirmed"], "channel": ["web", "whatsapp"]},
+         lambda o: o["stage"] == "confirmed" and o["channel"] in ("web", "whatsapp")),
+    ]
+    for query, keep in filters:
+        for sort, direction in (("placed_at", "asc"), ("placed_at", "desc"), ("paid_at", "asc"), ("paid_at", "desc")):
+            want = expected(sort, direction, keep)
+            assert want, query
+            for limit in (1, 4, 50):
+                got, pages = walk(orders_db, {**span, **query, "sort": sort, "direction": direction, "limit": limit})
+                assert got == want, (query, sort, direction, limit)
+                assert pages == max(1, -(-len(want) // limit)), (query, sort, direction, limit)
+
+
 def forge(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode()
 
