@@ -215,8 +215,26 @@ def _lock_key(schema: str) -> str:
     return f"oms.outbox.{schema}"
 
 
+_COLUMNS = "id, event_id, event_type, subject, sequence, correlation_id, payload, created_at"
+
+_MARK = "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)"
+_FETCH = (
+    "WITH marked AS (UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%(done)s)) "
+    f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL AND id <> ALL(%(done)s) ORDER BY id LIMIT %(n)s"
+)
+_FETCH = f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(n)s"
+
+
 class Relay:
-    """Publishes one schema's outbox. ``run`` loops until ``stop()``; safe to run in many processes."""
+    """Publishes one schema's outbox. ``run`` loops until ``stop()``; safe to run in many processes.
+
+    Each round: publish a batch of unpublished rows in id order and wait for the broker's confirms of the whole
+    batch, then mark it published and read the next batch in one statement. The batch grows (doubling up to
+    ``max_batch_size``) while the outbox has a backlog, so a burst is moved with few large writes and few
+    confirm waits, and falls back to ``batch_size`` once drained, so the rows of a quiet moment go at once.
+    Rows are marked only after their confirm: a failure anywhere leaves the batch unpublished, and the next
+    leader sends it again from its first row, in the same order.
+    """
 
     def __init__(
         self,
@@ -225,18 +243,25 @@ class Relay:
         amqp_url: str,
         *,
         batch_size: int = 500,
+        max_batch_size: int = 4000,
         idle_wait: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
+        publisher: Callable[[str], ConfirmedPublisher] = ConfirmedPublisher,
     ) -> None:
         self.database_url = database_url
         self.schema = check_ident(schema)
         self.amqp_url = amqp_url
         self.batch_size = batch_size
+        self.max_batch_size = max(batch_size, max_batch_size)
         self.idle_wait = idle_wait
         self._sleep = sleep
+        self._publisher = publisher
         self._stopped = threading.Event()
         self.is_leader = False
         self.published = 0
+        self._source = source_for(self.schema)
+        self._lag = LAG.labels(self.schema)
+        self._published_counter = PUBLISHED.labels(self.schema)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -270,43 +295,68 @@ class Relay:
                 return
             self.is_leader = True
             conn.execute(f"LISTEN outbox_{self.schema}")
-            publisher = ConfirmedPublisher(self.amqp_url)
+            publisher = self._publisher(self.amqp_url)
             try:
+                limit = self.batch_size
+                rows = conn.execute(_FETCH, {"n": limit}).fetchall()
                 while not self._stopped.is_set():
-                    if self.publish_batch(conn, publisher) < self.batch_size:
+                    if not rows:
                         # Drained: sleep until a commit notifies us (or the idle timeout, as a safety net).
                         for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
                             pass
+                        limit = self.batch_size
+                        rows = conn.execute(_FETCH, {"n": limit}).fetchall()
+                        continue
+                    full = len(rows) >= limit
+                    self._publish(publisher, rows)
+                    limit = min(limit * 2, self.max_batch_size) if full else self.batch_size
+                    done = [r[0] for r in rows]
+                    # Mark the batch just confirmed and read the next one in ONE round trip (a pipeline: two
+                    # statements, so the read sees the marks; one statement with a CTE would not).
+                    with conn.pipeline():
+                        conn.execute(_MARK, (done,))
+                        cur = conn.execute(_FETCH, {"n": limit})
+                    rows = cur.fetchall()
+                    self._count(rows_marked=len(done))
             finally:
                 publisher.close()
                 self.is_leader = False
 
     def publish_batch(self, conn: psycopg.Connection[Any], publisher: ConfirmedPublisher) -> int:
-        rows = conn.execute(
-            "SELECT id, event_id, event_type, subject, sequence, correlation_id, payload, created_at "
-            "FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %s",
-            (self.batch_size,),
-        ).fetchall()
+        """One round on its own (read, publish, mark): what a caller outside ``run`` (a test, a tool) uses."""
+        rows = conn.execute(_FETCH, {"n": self.batch_size}).fetchall()
         if not rows:
             return 0
-        messages = []
-        for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows:
-            env_props = message_properties(
-                event_id=event_id, event_type=event_type, subject=subject, sequence=sequence,
-                correlation_id=correlation_id, time=created_at, source=source_for(self.schema),
+        self._publish(publisher, rows)
+        conn.execute(_MARK, ([r[0] for r in rows],))
+        self._count(len(rows))
+        return len(rows)
+
+    def _publish(self, publisher: ConfirmedPublisher, rows: Sequence[tuple[Any, ...]]) -> None:
+        source = self._source
+        messages = [
+            OutgoingMessage(
+                "oms.events", event_type, payload.encode(),
+                message_properties(
+                    event_id=event_id, event_type=event_type, subject=subject, sequence=sequence,
+                    correlation_id=correlation_id, time=created_at, source=source,
+                ),
+                mandatory=True,
             )
-            messages.append(OutgoingMessage("oms.events", event_type, payload.encode(), env_props, mandatory=True))
+            for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows
+        ]
         publisher.publish(messages)
-        conn.execute("UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)", ([r[0] for r in rows],))
         now = datetime.now(UTC)
+        observe = self._lag.observe
         for r in rows:
-            LAG.labels(self.schema).observe((now - r[7]).total_seconds())
-        PUBLISHED.labels(self.schema).inc(len(rows))
-        self.published += len(rows)
+            observe((now - r[7]).total_seconds())
         if publisher.returned:
             log.info("outbox %s: %d events had no subscriber", self.schema, len(publisher.returned))
             publisher.returned.clear()
-        return len(rows)
+
+    def _count(self, rows_marked: int) -> None:
+        self._published_counter.inc(rows_marked)
+        self.published += rows_marked
 
 
 def purge_published(conn: psycopg.Connection[Any], older_than_days: int = 7) -> int:
