@@ -1,0 +1,192 @@
+"""The relay's batched publishing: frames written many at a time, confirms awaited per window, a refused batch
+kept and sent again whole, in order, and a backlog drained in growing batches with every event once."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Servers
+from tests.integration.conftest import wait_for
+
+pytestmark = pytest.mark.integration
+
+PROBE_TYPE = "bench.relay_probe.v1"  # the type of oms.cli.bench_relay.RelayProbe, which the relay tests emit
+
+
+def _drain(amqp_url: str, queue: str) -> list[Any]:
+    from shared.amqp import connect
+
+    conn = connect(amqp_url)
+    try:
+        ch = conn.channel()
+        out = []
+        while (msg := ch.basic_get(queue, no_ack=True)) is not None:
+            out.append(msg)
+        return out
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def scratch_queue(servers: Servers) -> Iterator[tuple[Any, str]]:
+    """A queue of this test bound to the probe type on oms.events (re-declarable with other arguments)."""
+    from shared.amqp import EVENTS_EXCHANGE, connect
+
+    conn = connect(servers.amqp_url)
+    ch = conn.channel()
+    ch.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False)
+    name = f"test.relay.{uuid.uuid4().hex[:8]}"
+    try:
+        yield ch, name
+    finally:
+        ch.queue_delete(name)
+        conn.close()
+
+
+def _declare(ch: Any, name: str, **arguments: Any) -> None:
+    from shared.amqp import EVENTS_EXCHANGE
+
+    ch.queue_declare(name, durable=True, auto_delete=False, arguments=arguments or None)
+    ch.queue_bind(name, EVENTS_EXCHANGE, routing_key=PROBE_TYPE)
+
+
+def test_a_batch_larger_than_the_window_and_the_write_chunk_arrives_whole_and_in_order(
+    servers: Servers, scratch_queue: tuple[Any, str]
+) -> None:
+    from shared.amqp import EVENTS_EXCHANGE, ConfirmedPublisher, OutgoingMessage
+
+    ch, queue = scratch_queue
+    _declare(ch, queue)
+    big = b"x" * 300_000  # larger than frame_max (128 KiB): its body goes in several frames
+    bodies = [str(n).encode() for n in range(100)] + [big]
+    with ConfirmedPublisher(servers.amqp_url, window=7, write_chunk=3) as pub:
+        sent = pub.publish(OutgoingMessage(EVENTS_EXCHANGE, PROBE_TYPE, b, {"delivery_mode": 2, "message_id": str(i)},
+                                           mandatory=True) for i, b in enumerate(bodies))
+        assert sent == len(bodies) and pub.unconfirmed == 0 and pub.returned == []
+        assert pub.publish([OutgoingMessage(EVENTS_EXCHANGE, PROBE_TYPE, b"again", {})]) == 1  # same channel
+    got = _drain(servers.amqp_url, queue)
+    assert [m.body for m in got] == [*bodies, b"again"]
+    assert [m.properties["message_id"] for m in got[:3]] == ["0", "1", "2"]
+
+
+def test_a_nacked_batch_fails_whole(servers: Servers, scratch_queue: tuple[Any, str]) -> None:
+    from shared.amqp import EVENTS_EXCHANGE, ConfirmedPublisher, OutgoingMessage, PublishFailed
+
+    ch, queue = scratch_queue
+    _declare(ch, queue, **{"x-max-length": 2, "x-overflow": "reject-publish"})  # the broker nacks past 2
+    with ConfirmedPublisher(servers.amqp_url, write_chunk=2) as pub, pytest.raises(PublishFailed):
+        pub.publish([OutgoingMessage(EVENTS_EXCHANGE, PROBE_TYPE, b"%d" % n, {}) for n in range(5)])
+
+
+def _emit(database_url: str, schema: str, count: int, subjects: int) -> None:
+    import psycopg
+
+    from oms.cli.bench_relay import RelayProbe
+    from shared.outbox import Emission, emit_many
+
+    with psycopg.connect(database_url, options=f"-c search_path={schema}") as conn, conn.transaction():
+        emit_many(conn, "probe", [
+            Emission(RelayProbe(number=n, items=[]), subject=f"s{n % subjects}", correlation_id="c", causation_id="t")
+            for n in range(count)
+        ])
+
+
+@pytest.fixture
+def scratch_schema(servers: Servers, migrated: dict[str, str]) -> Iterator[str]:
+    import psycopg
+
+    from shared.migrate import SHARED_MIGRATIONS, migrate_schema
+
+    schema = f"relay_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    migrate_schema(servers.database_url, schema, [SHARED_MIGRATIONS])
+    try:
+        yield schema
+    finally:
+        with psycopg.connect(servers.database_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _unpublished(database_url: str, schema: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url, options=f"-c search_path={schema}") as conn:
+        row = conn.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()
+        return int(row[0]) if row else -1
+
+
+def _run(relay: Any) -> threading.Thread:
+    thread = threading.Thread(target=relay.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_refused_batch_stays_unpublished_and_is_sent_again_whole_in_order(
+    servers: Servers, scratch_schema: str, scratch_queue: tuple[Any, str]
+) -> None:
+    import json
+
+    from shared.outbox import Relay
+
+    ch, queue = scratch_queue
+    _declare(ch, queue, **{"x-max-length": 3, "x-overflow": "reject-publish"})
+    _emit(servers.database_url, scratch_schema, 20, subjects=4)
+    relay = Relay(servers.database_url, scratch_schema, servers.amqp_url, batch_size=8, idle_wait=0.1,
+                  sleep=lambda s: threading.Event().wait(min(s, 0.1)))
+    thread = _run(relay)
+    try:
+        wait_for(lambda: relay.is_leader, what="the relay to lead")
+        threading.Event().wait(1.0)  # several refused attempts
+        assert relay.published == 0 and _unpublished(servers.database_url, scratch_schema) == 20
+        ch.queue_delete(queue)
+        _declare(ch, queue)  # the broker accepts again
+        wait_for(lambda: relay.published == 20, what="the relay to publish every event")
+    finally:
+        relay.stop()
+        thread.join(5)
+    events = [json.loads(m.body) for m in _drain(servers.amqp_url, queue)]
+    assert [e["data"]["number"] for e in events] == list(range(20))  # each once, in id order
+    for s in {e["subject"] for e in events}:
+        assert [e["sequence"] for e in events if e["subject"] == s] == [1, 2, 3, 4, 5]
+    assert _unpublished(servers.database_url, scratch_schema) == 0
+
+
+def test_a_backlog_is_drained_in_growing_batches_each_event_once_in_order(
+    servers: Servers, scratch_schema: str, scratch_queue: tuple[Any, str]
+) -> None:
+    import json
+
+    from shared.amqp import ConfirmedPublisher
+    from shared.outbox import Relay
+
+    ch, queue = scratch_queue
+    _declare(ch, queue)
+    _emit(servers.database_url, scratch_schema, 3000, subjects=50)
+    sizes: list[int] = []
+
+    class Recording(ConfirmedPublisher):
+        def publish(self, messages: Any) -> int:
+            n = super().publish(messages)
+            sizes.append(n)
+            return n
+
+    relay = Relay(servers.database_url, scratch_schema, servers.amqp_url, batch_size=100, max_batch_size=800,
+                  idle_wait=0.1, publisher=Recording)
+    thread = _run(relay)
+    try:
+        wait_for(lambda: relay.published == 3000, what="the backlog to drain")
+        _emit(servers.database_url, scratch_schema, 5, subjects=5)  # a quiet moment after: a small batch
+        wait_for(lambda: relay.published == 3005, what="the late events")
+    finally:
+        relay.stop()
+        thread.join(5)
+    assert sizes[:4] == [100, 200, 400, 800] and max(sizes) == 800 and sizes[-1] == 5
+    events = [json.loads(m.body) for m in _drain(servers.amqp_url, queue)]
+    assert [e["data"]["number"] for e in events] == [*range(3000), *range(5)]
+    assert len({e["id"] for e in events}) == 3005
