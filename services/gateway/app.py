@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.auth import Authenticator
 from services.gateway.docs import install_offline_docs
+from services.gateway.hot_path import install as install_hot_path
 from services.gateway.idempotency import IdempotencyStore
 from services.gateway.problems import install_problem_handlers, install_problem_openapi, register_route_methods
 from services.gateway.routes import ROUTERS
@@ -63,6 +64,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gw
+    install_hot_path(app)  # innermost: in front of the router, inside the request id and problem handling
     app.add_middleware(TrailingSlashRedirect, router=app.router)  # inside RequestIdMiddleware
     install_problem_handlers(app)
     install_problem_openapi(app)
