@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -38,25 +39,43 @@ Tx = psycopg.Connection[Any]
 # ------------------------------------------------------------------------------------------------ load
 
 
+# The order's row with its ledger, attempts and pay-outs in ONE statement (one round trip, not four): each child
+# table comes as a JSON array, numbers and times as text so nothing is lost on the way (``_entry``/``_attempt``).
+_FIND = (
+    "SELECT o.*,"
+    " (SELECT coalesce(json_agg(json_build_object("
+    "    'kind', e.kind, 'amount', e.amount::text, 'currency', e.currency, 'payment_id', e.payment_id,"
+    "    'reference', e.reference, 'at', e.at, 'detail', e.detail) ORDER BY e.id), '[]')"
+    "  FROM ledger_entries e WHERE e.order_id = o.order_id) AS entries,"
+    " (SELECT coalesce(json_agg(json_build_object("
+    "    'id', a.id, 'method', a.method, 'amount', a.amount::text, 'status', a.status,"
+    "    'provider_ref', a.provider_ref, 'link_id', a.link_id, 'link_url', a.link_url,"
+    "    'capture_method', a.capture_method, 'created_at', a.created_at) ORDER BY a.created_at, a.id), '[]')"
+    "  FROM payments a WHERE a.order_id = o.order_id) AS attempts,"
+    " (SELECT coalesce(json_agg(m.reference), '[]') FROM manual_payouts m WHERE m.order_id = o.order_id) AS paid_out"
+    " FROM payment_orders o WHERE o.order_id = %s"
+)
+
+
 def find(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPayments | None:
-    """The order's payments, or None if payments never saw it placed. ``for_update`` locks the order."""
+    """The order's payments, or None if payments never saw it placed. ``for_update`` locks the order.
+
+    One round trip: the order's row and its children come in one statement (``_FIND``).
+    """
     try:
         oid = UUID(str(order_id))
     except ValueError:
         return None
-    row = tx.execute(
-        f"SELECT * FROM payment_orders WHERE order_id = %s{' FOR UPDATE' if for_update else ''}", (oid,)
-    ).fetchone()
-    if row is None:
-        return None
+    row = tx.execute(_FIND + (" FOR UPDATE OF o" if for_update else ""), (oid,)).fetchone()
+    return None if row is None else _payments(row)
+
+
+def _payments(row: Mapping[str, Any]) -> OrderPayments:
+    """The aggregate from a ``_FIND`` row."""
+    oid = row["order_id"]
     currency = row["currency"]
-    entries = tuple(_entry(r, currency) for r in entry_rows(tx, oid))
-    attempts = [_attempt(r) for r in tx.execute(
-        "SELECT * FROM payments WHERE order_id = %s ORDER BY created_at, id", (oid,)
-    ).fetchall()]
-    paid_out = {str(r["reference"]) for r in tx.execute(
-        "SELECT reference FROM manual_payouts WHERE order_id = %s", (oid,)
-    ).fetchall()}
+    entries = tuple(_entry(_timed(r, "at"), currency) for r in row["entries"])
+    attempts = [_attempt(_timed(r, "created_at")) for r in row["attempts"]]
     return OrderPayments(
         order_id=oid,
         number=row["number"],
@@ -69,8 +88,13 @@ def find(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPaym
         attempts=attempts,
         paid_at=row["paid_at"],
         on_hold_reason=row["on_hold_reason"],
-        paid_out=paid_out,
+        paid_out={str(r) for r in row["paid_out"]},
     )
+
+
+def _timed(row: dict[str, Any], name: str) -> dict[str, Any]:
+    """A JSON row with its timestamp (ISO text from Postgres) and amount (text) as Python values again."""
+    return {**row, name: datetime.fromisoformat(row[name]), "amount": Decimal(row["amount"])}
 
 
 def load(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPayments:
