@@ -191,45 +191,85 @@ def insert_placed(tx: Tx, payments: OrderPayments) -> bool:
     return cur.rowcount == 1
 
 
+# Everything ``save`` writes, in ONE statement (one round trip whatever changed): each part is a data-modifying
+# CTE over arrays that may be empty. Ledger rows go in the order recorded (ordinality), as their ids order the
+# ledger. The CTEs share one snapshot, so the UPDATE of attempts never touches one inserted here (``save``
+# sends new attempts only to the INSERT).
+_SAVE = (
+    "WITH ledger AS ("
+    "  INSERT INTO ledger_entries (order_id, kind, amount, currency, payment_id, reference, at, detail)"
+    "  SELECT %(oid)s, e.kind, e.amount, e.currency, e.payment_id, e.reference, e.at, e.detail::jsonb"
+    "  FROM unnest(%(e_kind)s::text[], %(e_amount)s::numeric[], %(e_currency)s::text[], %(e_payment)s::text[],"
+    "              %(e_reference)s::text[], %(e_at)s::timestamptz[], %(e_detail)s::text[])"
+    "    WITH ORDINALITY AS e(kind, amount, currency, payment_id, reference, at, detail, n) ORDER BY e.n"
+    "  ON CONFLICT (order_id, kind, payment_id, reference) DO NOTHING"
+    "), new_attempts AS ("
+    "  INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method,"
+    "                        created_at)"
+    "  SELECT a.id, %(oid)s, a.method, a.provider_ref, a.link_id, a.link_url, a.amount, a.status, a.capture_method,"
+    "         coalesce(a.created_at, now())"
+    "  FROM unnest(%(a_id)s::text[], %(a_method)s::text[], %(a_ref)s::text[], %(a_link)s::text[], %(a_url)s::text[],"
+    "              %(a_amount)s::numeric[], %(a_status)s::text[], %(a_capture)s::text[], %(a_at)s::timestamptz[])"
+    "    AS a(id, method, provider_ref, link_id, link_url, amount, status, capture_method, created_at)"
+    "  ON CONFLICT DO NOTHING"
+    "), changed_attempts AS ("
+    "  UPDATE payments p SET status = c.status, provider_ref = c.provider_ref, updated_at = now()"
+    "  FROM unnest(%(c_id)s::text[], %(c_status)s::text[], %(c_ref)s::text[]) AS c(id, status, provider_ref)"
+    "  WHERE p.id = c.id AND p.order_id = %(oid)s"
+    "), payouts AS ("
+    "  INSERT INTO manual_payouts (order_id, reference, actor, note)"
+    "  SELECT %(oid)s, m.reference, m.actor::jsonb, m.note"
+    "  FROM unnest(%(m_reference)s::text[], %(m_actor)s::text[], %(m_note)s::text[]) AS m(reference, actor, note)"
+    "  ON CONFLICT DO NOTHING"
+    "), order_row AS ("
+    "  UPDATE payment_orders SET payment_method = %(method)s, stage = %(stage)s, status = %(status)s,"
+    "    paid_at = %(paid_at)s, on_hold_reason = %(on_hold_reason)s, updated_at = now()"
+    "  WHERE order_id = %(oid)s AND %(order_changed)s"
+    ") SELECT 1"
+)
+
+
 def save(tx: Tx, payments: OrderPayments) -> None:
-    """Write what changed on the aggregate since it was loaded (or last saved), then forget the changes."""
-    oid = payments.order_id
-    for entry, extra in payments.new_entries:
-        tx.execute(
-            "INSERT INTO ledger_entries (order_id, kind, amount, currency, payment_id, reference, at, detail) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (order_id, kind, payment_id, reference) DO NOTHING",
-            (oid, entry.kind.value, entry.amount, entry.currency, entry.payment_id, entry.reference, entry.at,
-             Jsonb(json.loads(json.dumps(_detail(entry, extra), default=str)))),
-        )
-    for a in payments.new_attempts:
-        tx.execute(
-            "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, "
-            "capture_method, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now())) "
-            "ON CONFLICT DO NOTHING",
-            (a.id, oid, a.method.value, a.provider_ref, a.link_id, a.link_url, a.amount, a.status, a.capture_method,
-             a.created_at),
-        )
+    """Write what changed on the aggregate since it was loaded (or last saved), then forget the changes.
+
+    One statement (``_SAVE``), none when nothing changed.
+    """
     new_ids = {a.id for a in payments.new_attempts}
-    for a in payments.attempts:
-        if a.id in payments.changed_attempts and a.id not in new_ids:
-            tx.execute(
-                "UPDATE payments SET status = %s, provider_ref = %s, updated_at = now() "
-                "WHERE id = %s AND order_id = %s",
-                (a.status, a.provider_ref, a.id, oid),
-            )
-    for reference, actor, note in payments.new_payouts:
-        tx.execute(
-            "INSERT INTO manual_payouts (order_id, reference, actor, note) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT DO NOTHING",
-            (oid, reference, Jsonb(actor), note),
-        )
-    if payments.order_changed:
-        tx.execute(
-            "UPDATE payment_orders SET payment_method = %s, stage = %s, status = %s, paid_at = %s, "
-            "on_hold_reason = %s, updated_at = now() WHERE order_id = %s",
-            (payments.payment_method.value if payments.payment_method else None, payments.stage.value,
-             payments.status.value, payments.paid_at, payments.on_hold_reason, oid),
-        )
+    changed = [a for a in payments.attempts if a.id in payments.changed_attempts and a.id not in new_ids]
+    if payments.new_entries or payments.new_attempts or changed or payments.new_payouts or payments.order_changed:
+        entries = [entry for entry, _ in payments.new_entries]
+        attempts = payments.new_attempts
+        tx.execute(_SAVE, {
+            "oid": payments.order_id,
+            "e_kind": [e.kind.value for e in entries],
+            "e_amount": [e.amount for e in entries],
+            "e_currency": [e.currency for e in entries],
+            "e_payment": [e.payment_id for e in entries],
+            "e_reference": [e.reference for e in entries],
+            "e_at": [e.at for e in entries],
+            "e_detail": [json.dumps(_detail(e, extra), default=str) for e, extra in payments.new_entries],
+            "a_id": [a.id for a in attempts],
+            "a_method": [a.method.value for a in attempts],
+            "a_ref": [a.provider_ref for a in attempts],
+            "a_link": [a.link_id for a in attempts],
+            "a_url": [a.link_url for a in attempts],
+            "a_amount": [a.amount for a in attempts],
+            "a_status": [a.status for a in attempts],
+            "a_capture": [a.capture_method for a in attempts],
+            "a_at": [a.created_at for a in attempts],
+            "c_id": [a.id for a in changed],
+            "c_status": [a.status for a in changed],
+            "c_ref": [a.provider_ref for a in changed],
+            "m_reference": [reference for reference, _, _ in payments.new_payouts],
+            "m_actor": [json.dumps(actor) for _, actor, _ in payments.new_payouts],
+            "m_note": [note for _, _, note in payments.new_payouts],
+            "method": payments.payment_method.value if payments.payment_method else None,
+            "stage": payments.stage.value,
+            "status": payments.status.value,
+            "paid_at": payments.paid_at,
+            "on_hold_reason": payments.on_hold_reason,
+            "order_changed": payments.order_changed,
+        })
     payments.new_entries.clear()
     payments.new_attempts.clear()
     payments.changed_attempts.clear()

@@ -77,17 +77,21 @@ def counting() -> Iterator[Count]:
             count.round_trips += 1
         pipeline_exit(self, *args)
 
+    def in_transaction(conn: psycopg.Connection[Any]) -> int:
+        """1 if COMMIT/ROLLBACK goes to the server (psycopg sends nothing outside a transaction)."""
+        return int(conn.pgconn.transaction_status != psycopg.pq.TransactionStatus.IDLE)
+
     def started(self: psycopg.Connection[Any]) -> Any:
         if not self.autocommit and self.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE:
             count.round_trips += 1  # BEGIN
         return start_query(self)
 
     def committed(self: psycopg.Connection[Any]) -> None:
-        count.round_trips += 1
+        count.round_trips += in_transaction(self)
         commit(self)
 
     def rolled_back(self: psycopg.Connection[Any]) -> None:
-        count.round_trips += 1
+        count.round_trips += in_transaction(self)
         rollback(self)
 
     patches = {
@@ -184,3 +188,30 @@ def test_the_card_path_makes_the_round_trips_it_needs_and_no_more(orders_db: Any
     report = "\n".join(f"{name}: {c.round_trips} round trips, {c.statements} statements" for name, c in counts.items())
     print(report)
     assert counts == EXPECTED, report
+
+
+def test_the_provider_makes_a_link_while_nothing_holds_the_order_and_a_retry_gets_the_same_link(
+    orders_db: Any, payments_db: Any
+) -> None:
+    """Another change to the order's payments (a webhook, say) need not wait for the provider's HTTP call."""
+    from tests.builders import OrderStream, place_order as order_command
+
+    stream = OrderStream.place(order_command())
+    provider = InMemoryPaymentProvider()
+    payments.handle_order_events(payments_db, provider, stream.envelopes)
+    locked_meanwhile: list[bool] = []
+    create = provider.create_payment_link
+
+    def create_while_checking(*args: Any, **kwargs: Any) -> Any:
+        with payments_db.transaction() as other:  # a second connection takes the order's row lock at once
+            other.execute("SELECT 1 FROM payment_orders WHERE order_id = %s FOR UPDATE NOWAIT", (stream.order_id,))
+            locked_meanwhile.append(True)
+        return create(*args, **kwargs)
+
+    provider.create_payment_link = create_while_checking  # type: ignore[method-assign]
+    link = payments.create_payment_link(payments_db, provider, stream.order_id, CUSTOMER)
+    assert locked_meanwhile == [True]
+    with payments_db.transaction() as tx:  # the link is lost on the way back: the client asks again
+        tx.execute("DELETE FROM payments WHERE order_id = %s", (stream.order_id,))
+    again = payments.create_payment_link(payments_db, provider, stream.order_id, CUSTOMER)
+    assert again["link_id"] == link["link_id"] and again["url"] == link["url"]
