@@ -70,6 +70,26 @@ def find(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPaym
     return None if row is None else _payments(row)
 
 
+def find_for_webhook(
+    tx: Tx, order_id: UUID | str, webhook_id: str, event_type: str
+) -> tuple[OrderPayments, bool] | None:
+    """Lock and load the order's payments and record the webhook as processed, in ONE statement: the
+    aggregate and whether the webhook is new (False: a duplicate). None if payments know no such order (then
+    nothing is recorded). Recording it in the effect's transaction is what makes a duplicate a no-op."""
+    try:
+        oid = UUID(str(order_id))
+    except ValueError:
+        return None
+    row = tx.execute(
+        "WITH found AS (" + _FIND + " FOR UPDATE OF o), "
+        "mark AS (INSERT INTO processed_webhooks (webhook_id, event_type, order_id) "
+        "  SELECT %s, %s, order_id FROM found ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT found.*, EXISTS (SELECT 1 FROM mark) AS fresh FROM found",
+        (oid, webhook_id, event_type),
+    ).fetchone()
+    return None if row is None else (_payments(row), bool(row["fresh"]))
+
+
 def _payments(row: Mapping[str, Any]) -> OrderPayments:
     """The aggregate from a ``_FIND`` row."""
     oid = row["order_id"]
@@ -293,15 +313,6 @@ def _detail(entry: LedgerEntry, extra: Mapping[str, Any] | None) -> dict[str, An
 # ------------------------------------------------------------------------------------------------ webhooks
 
 
-def knows(tx: Tx, order_id: str) -> bool:
-    """Whether payments saw the order placed (``order_id`` may be any string a provider echoes back)."""
-    try:
-        oid = UUID(order_id)
-    except ValueError:
-        return False
-    return tx.execute("SELECT 1 FROM payment_orders WHERE order_id = %s", (oid,)).fetchone() is not None
-
-
 def order_of_link(tx: Tx, link_id: str) -> UUID | None:
     row = tx.execute("SELECT order_id FROM payments WHERE link_id = %s", (link_id,)).fetchone()
     return None if row is None else UUID(str(row["order_id"]))
@@ -314,16 +325,6 @@ def order_of_provider_payment(tx: Tx, provider_payment_id: str) -> UUID | None:
         (provider_payment_id, provider_payment_id),
     ).fetchone()
     return None if row is None else UUID(str(row["order_id"]))
-
-
-def mark_webhook(tx: Tx, webhook_id: str, event_type: str, order_id: UUID | None) -> bool:
-    """Record a webhook as processed in the effect's transaction; False if it already was (duplicate)."""
-    cur = tx.execute(
-        "INSERT INTO processed_webhooks (webhook_id, event_type, order_id) VALUES (%s, %s, %s) "
-        "ON CONFLICT DO NOTHING",
-        (webhook_id, event_type, order_id),
-    )
-    return cur.rowcount == 1
 
 
 # ------------------------------------------------------------------------------------------------ manual pay-outs

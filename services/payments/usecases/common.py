@@ -6,13 +6,13 @@ let the domain record the new money movements and check every invariant (:func:`
 (``store.save``), and emit the events, all in one transaction.
 
 Creating a payment link calls the provider before the transaction (``payments.create_payment_link``: decide
-from a plain read, call, then record under the lock, deciding again). The other provider calls (capture,
-void, refund) are made inside that transaction, while the order's row is locked. That is deliberate and safe because every call carries an idempotency key derived from stable
-ids (order id + payment id + refund reference): if the transaction then fails, or the process dies, the
-retry (the inbox redelivers the order event; the client repeats the request with its Idempotency-Key)
-makes the same call with the same key and the provider replays its first answer instead of moving money
-twice. The lock is held for one HTTP round trip (timeouts: 3 s connect, 10 s read), which only delays other
-changes to the same order.
+from a plain read, call, then record under the lock, deciding again). The other provider calls (capture, void,
+refund) are made inside that transaction, while the order's row is locked. That is deliberate and safe because
+every call carries an idempotency key derived from stable ids (order id + payment id + refund reference): if
+the transaction then fails, or the process dies, the retry (the inbox redelivers the order event; the client
+repeats the request with its Idempotency-Key) makes the same call with the same key and the provider replays
+its first answer instead of moving money twice. The lock is held for one HTTP round trip (timeouts: 3 s
+connect, 10 s read), which only delays other changes to the same order.
 """
 
 from __future__ import annotations
