@@ -17,6 +17,7 @@ update the numbers here.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -216,3 +217,29 @@ def test_the_provider_makes_a_link_while_nothing_holds_the_order_and_a_retry_get
         tx.execute("DELETE FROM payments WHERE order_id = %s", (stream.order_id,))
     again = payments.create_payment_link(payments_db, provider, stream.order_id, CUSTOMER)
     assert again["link_id"] == link["link_id"] and again["url"] == link["url"]
+
+
+def test_a_link_asked_for_just_before_payments_see_the_order_placed_is_answered_without_a_retry(
+    payments_db: Any,
+) -> None:
+    """The customer is faster than ``order.placed``: payments wait a moment instead of answering 404."""
+    import threading
+    import time
+
+    from shared.errors import NotFound
+    from tests.builders import OrderStream
+    from tests.builders import place_order as order_command
+
+    stream = OrderStream.place(order_command())
+    provider = InMemoryPaymentProvider()
+    answers: list[Any] = []
+    asking = threading.Thread(
+        target=lambda: answers.append(payments.create_payment_link(payments_db, provider, stream.order_id, CUSTOMER))
+    )
+    asking.start()
+    time.sleep(0.01)
+    payments.handle_order_events(payments_db, provider, stream.envelopes)
+    asking.join(5)
+    assert answers and answers[0]["status"] == "open"
+    with pytest.raises(NotFound):  # an order nobody placed is still not found, after the short wait
+        payments.create_payment_link(payments_db, provider, str(uuid.uuid4()), CUSTOMER)
