@@ -199,6 +199,10 @@ def add_histories(tx: Tx, entries: Sequence[tuple[UUID, HistoryRecord]]) -> None
     )
 
 
+def _dumps_any(obj: Any) -> str:
+    return json.dumps(obj, default=str)
+
+
 def _history_row(order_id: UUID, e: HistoryRecord) -> tuple[Any, ...]:
     return (
         order_id,
@@ -209,7 +213,7 @@ def _history_row(order_id: UUID, e: HistoryRecord) -> tuple[Any, ...]:
         e.from_stage.value if e.from_stage else None,
         e.to_stage.value if e.to_stage else None,
         e.reason,
-        Jsonb(json.loads(json.dumps(e.data, default=str))),
+        Jsonb(e.data, dumps=_dumps_any),  # encoded once (dates, decimals, ids as text)
     )
 
 

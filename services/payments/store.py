@@ -211,85 +211,105 @@ def insert_placed(tx: Tx, payments: OrderPayments) -> bool:
     return cur.rowcount == 1
 
 
-# Everything ``save`` writes, in ONE statement (one round trip whatever changed): each part is a data-modifying
-# CTE over arrays that may be empty. Ledger rows go in the order recorded (ordinality), as their ids order the
-# ledger. The CTEs share one snapshot, so the UPDATE of attempts never touches one inserted here (``save``
-# sends new attempts only to the INSERT).
-_SAVE = (
-    "WITH ledger AS ("
-    "  INSERT INTO ledger_entries (order_id, kind, amount, currency, payment_id, reference, at, detail)"
-    "  SELECT %(oid)s, e.kind, e.amount, e.currency, e.payment_id, e.reference, e.at, e.detail::jsonb"
-    "  FROM unnest(%(e_kind)s::text[], %(e_amount)s::numeric[], %(e_currency)s::text[], %(e_payment)s::text[],"
-    "              %(e_reference)s::text[], %(e_at)s::timestamptz[], %(e_detail)s::text[])"
-    "    WITH ORDINALITY AS e(kind, amount, currency, payment_id, reference, at, detail, n) ORDER BY e.n"
-    "  ON CONFLICT (order_id, kind, payment_id, reference) DO NOTHING"
-    "), new_attempts AS ("
-    "  INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method,"
-    "                        created_at)"
-    "  SELECT a.id, %(oid)s, a.method, a.provider_ref, a.link_id, a.link_url, a.amount, a.status, a.capture_method,"
-    "         coalesce(a.created_at, now())"
-    "  FROM unnest(%(a_id)s::text[], %(a_method)s::text[], %(a_ref)s::text[], %(a_link)s::text[], %(a_url)s::text[],"
-    "              %(a_amount)s::numeric[], %(a_status)s::text[], %(a_capture)s::text[], %(a_at)s::timestamptz[])"
-    "    AS a(id, method, provider_ref, link_id, link_url, amount, status, capture_method, created_at)"
-    "  ON CONFLICT DO NOTHING"
-    "), changed_attempts AS ("
-    "  UPDATE payments p SET status = c.status, provider_ref = c.provider_ref, updated_at = now()"
-    "  FROM unnest(%(c_id)s::text[], %(c_status)s::text[], %(c_ref)s::text[]) AS c(id, status, provider_ref)"
-    "  WHERE p.id = c.id AND p.order_id = %(oid)s"
-    "), payouts AS ("
-    "  INSERT INTO manual_payouts (order_id, reference, actor, note)"
-    "  SELECT %(oid)s, m.reference, m.actor::jsonb, m.note"
-    "  FROM unnest(%(m_reference)s::text[], %(m_actor)s::text[], %(m_note)s::text[]) AS m(reference, actor, note)"
-    "  ON CONFLICT DO NOTHING"
-    "), order_row AS ("
-    "  UPDATE payment_orders SET payment_method = %(method)s, stage = %(stage)s, status = %(status)s,"
-    "    paid_at = %(paid_at)s, on_hold_reason = %(on_hold_reason)s, updated_at = now()"
-    "  WHERE order_id = %(oid)s AND %(order_changed)s"
-    ") SELECT 1"
-)
+# What ``save`` writes, each part a data-modifying statement over arrays; ``save`` sends only the parts that have
+# rows, as ONE statement (one round trip): the first ones as CTEs, the last as the main statement. An empty
+# part is left out, not sent empty: a CTE costs Postgres its planning and execution even over empty arrays.
+# Ledger rows go in the order recorded (ordinality), as their ids order the ledger. The parts share one
+# snapshot, so the UPDATE of attempts never touches one inserted in the same statement (``save`` sends new
+# attempts only to the INSERT).
+_SAVE_PARTS = {
+    "ledger": (
+        "INSERT INTO ledger_entries (order_id, kind, amount, currency, payment_id, reference, at, detail)"
+        " SELECT %(oid)s, e.kind, e.amount, e.currency, e.payment_id, e.reference, e.at, e.detail::jsonb"
+        " FROM unnest(%(e_kind)s::text[], %(e_amount)s::numeric[], %(e_currency)s::text[], %(e_payment)s::text[],"
+        "             %(e_reference)s::text[], %(e_at)s::timestamptz[], %(e_detail)s::text[])"
+        "   WITH ORDINALITY AS e(kind, amount, currency, payment_id, reference, at, detail, n) ORDER BY e.n"
+        " ON CONFLICT (order_id, kind, payment_id, reference) DO NOTHING"
+    ),
+    "new_attempts": (
+        "INSERT INTO payments (id, order_id, method, provider_ref, link_id, link_url, amount, status, capture_method,"
+        "                      created_at)"
+        " SELECT a.id, %(oid)s, a.method, a.provider_ref, a.link_id, a.link_url, a.amount, a.status, a.capture_method,"
+        "        coalesce(a.created_at, now())"
+        " FROM unnest(%(a_id)s::text[], %(a_method)s::text[], %(a_ref)s::text[], %(a_link)s::text[], %(a_url)s::text[],"
+        "             %(a_amount)s::numeric[], %(a_status)s::text[], %(a_capture)s::text[], %(a_at)s::timestamptz[])"
+        "   AS a(id, method, provider_ref, link_id, link_url, amount, status, capture_method, created_at)"
+        " ON CONFLICT DO NOTHING"
+    ),
+    "changed_attempts": (
+        "UPDATE payments p SET status = c.status, provider_ref = c.provider_ref, updated_at = now()"
+        " FROM unnest(%(c_id)s::text[], %(c_status)s::text[], %(c_ref)s::text[]) AS c(id, status, provider_ref)"
+        " WHERE p.id = c.id AND p.order_id = %(oid)s"
+    ),
+    "payouts": (
+        "INSERT INTO manual_payouts (order_id, reference, actor, note)"
+        " SELECT %(oid)s, m.reference, m.actor::jsonb, m.note"
+        " FROM unnest(%(m_reference)s::text[], %(m_actor)s::text[], %(m_note)s::text[]) AS m(reference, actor, note)"
+        " ON CONFLICT DO NOTHING"
+    ),
+    "order_row": (
+        "UPDATE payment_orders SET payment_method = %(method)s, stage = %(stage)s, status = %(status)s,"
+        " paid_at = %(paid_at)s, on_hold_reason = %(on_hold_reason)s, updated_at = now() WHERE order_id = %(oid)s"
+    ),
+}
+
+
+def _save_statement(parts: list[str]) -> str:
+    *ctes, main = [_SAVE_PARTS[name] for name in parts]
+    if not ctes:
+        return main
+    return "WITH " + ", ".join(f"{name} AS ({sql})" for name, sql in zip(parts, ctes, strict=False)) + " " + main
 
 
 def save(tx: Tx, payments: OrderPayments) -> None:
     """Write what changed on the aggregate since it was loaded (or last saved), then forget the changes.
 
-    One statement (``_SAVE``), none when nothing changed.
+    One statement (the parts of ``_SAVE_PARTS`` that have rows), none when nothing changed.
     """
+    oid = payments.order_id
     new_ids = {a.id for a in payments.new_attempts}
     changed = [a for a in payments.attempts if a.id in payments.changed_attempts and a.id not in new_ids]
-    if payments.new_entries or payments.new_attempts or changed or payments.new_payouts or payments.order_changed:
+    parts: list[str] = []
+    params: dict[str, Any] = {"oid": oid}
+    if payments.new_entries:
+        parts.append("ledger")
         entries = [entry for entry, _ in payments.new_entries]
+        params.update(
+            e_kind=[e.kind.value for e in entries], e_amount=[e.amount for e in entries],
+            e_currency=[e.currency for e in entries], e_payment=[e.payment_id for e in entries],
+            e_reference=[e.reference for e in entries], e_at=[e.at for e in entries],
+            e_detail=[json.dumps(_detail(e, extra), default=str) for e, extra in payments.new_entries],
+        )
+    if payments.new_attempts:
+        parts.append("new_attempts")
         attempts = payments.new_attempts
-        tx.execute(_SAVE, {
-            "oid": payments.order_id,
-            "e_kind": [e.kind.value for e in entries],
-            "e_amount": [e.amount for e in entries],
-            "e_currency": [e.currency for e in entries],
-            "e_payment": [e.payment_id for e in entries],
-            "e_reference": [e.reference for e in entries],
-            "e_at": [e.at for e in entries],
-            "e_detail": [json.dumps(_detail(e, extra), default=str) for e, extra in payments.new_entries],
-            "a_id": [a.id for a in attempts],
-            "a_method": [a.method.value for a in attempts],
-            "a_ref": [a.provider_ref for a in attempts],
-            "a_link": [a.link_id for a in attempts],
-            "a_url": [a.link_url for a in attempts],
-            "a_amount": [a.amount for a in attempts],
-            "a_status": [a.status for a in attempts],
-            "a_capture": [a.capture_method for a in attempts],
-            "a_at": [a.created_at for a in attempts],
-            "c_id": [a.id for a in changed],
-            "c_status": [a.status for a in changed],
-            "c_ref": [a.provider_ref for a in changed],
-            "m_reference": [reference for reference, _, _ in payments.new_payouts],
-            "m_actor": [json.dumps(actor) for _, actor, _ in payments.new_payouts],
-            "m_note": [note for _, _, note in payments.new_payouts],
-            "method": payments.payment_method.value if payments.payment_method else None,
-            "stage": payments.stage.value,
-            "status": payments.status.value,
-            "paid_at": payments.paid_at,
-            "on_hold_reason": payments.on_hold_reason,
-            "order_changed": payments.order_changed,
-        })
+        params.update(
+            a_id=[a.id for a in attempts], a_method=[a.method.value for a in attempts],
+            a_ref=[a.provider_ref for a in attempts], a_link=[a.link_id for a in attempts],
+            a_url=[a.link_url for a in attempts], a_amount=[a.amount for a in attempts],
+            a_status=[a.status for a in attempts], a_capture=[a.capture_method for a in attempts],
+            a_at=[a.created_at for a in attempts],
+        )
+    if changed:
+        parts.append("changed_attempts")
+        params.update(c_id=[a.id for a in changed], c_status=[a.status for a in changed],
+                      c_ref=[a.provider_ref for a in changed])
+    if payments.new_payouts:
+        parts.append("payouts")
+        params.update(
+            m_reference=[reference for reference, _, _ in payments.new_payouts],
+            m_actor=[json.dumps(actor) for _, actor, _ in payments.new_payouts],
+            m_note=[note for _, _, note in payments.new_payouts],
+        )
+    if payments.order_changed:
+        parts.append("order_row")
+        params.update(
+            method=payments.payment_method.value if payments.payment_method else None,
+            stage=payments.stage.value, status=payments.status.value, paid_at=payments.paid_at,
+            on_hold_reason=payments.on_hold_reason,
+        )
+    if parts:
+        tx.execute(_save_statement(parts), params)
     payments.new_entries.clear()
     payments.new_attempts.clear()
     payments.changed_attempts.clear()

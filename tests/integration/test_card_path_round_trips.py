@@ -178,7 +178,7 @@ EXPECTED = {  # before this test (2026-12-01): 5/3, 7/5, 8/6, 6/4, 14/12, 8/6, 9
     "orders: set_customer_note": Count(round_trips=5, statements=3),
     "payments: create_payment_link": Count(round_trips=6, statements=4),
     "payments: create_payment_link again (same link)": Count(round_trips=1, statements=1),
-    "payments: handle_webhook (payment.succeeded)": Count(round_trips=5, statements=3),
+    "payments: handle_webhook (payment.succeeded)": Count(round_trips=6, statements=4),
     "orders: payment.status_changed batch (auto-confirm)": Count(round_trips=7, statements=5),
     "payments: order.stage_changed batch": Count(round_trips=6, statements=4),
 }

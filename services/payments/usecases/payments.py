@@ -22,7 +22,6 @@ from services.payments.provider import (
 from services.payments.settings import get_settings
 from services.payments.usecases import views
 from services.payments.usecases.common import Tx, base, commit, emit, now, read, refuse_when_closed
-from shared import outbox
 from shared.db import Database
 from shared.errors import InvalidRequest, NotAllowedInThisState, field_error, parse
 from shared.money import MoneyError, parse_amount
@@ -97,7 +96,7 @@ def create_payment_link(
         except (ProviderUnavailable, ProviderRequestError) as exc:
             raise ProviderFailed(f"The payment provider could not create a link: {exc}",
                                  order_id=str(p.order_id)) from None
-        with db.transaction() as tx, outbox.buffered(tx):
+        with db.transaction() as tx:
             locked = store.load(tx, order_id, for_update=True)
             now_decided = _link_decision(locked, capture_method)
             if isinstance(now_decided, dict):
