@@ -58,7 +58,8 @@ def read(db: Database) -> Iterator[Tx]:
         try:
             yield conn
         finally:
-            conn.autocommit = False
+            if not (conn.closed or conn.broken):  # a broken one is discarded by the pool anyway
+                conn.autocommit = False
 
 
 def emit(tx: Tx, p: domain.OrderPayments, event: ev.PaymentEvent, causation_id: str) -> None:
