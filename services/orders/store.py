@@ -249,14 +249,23 @@ def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
 
 
 def load_with_history(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> tuple[Order, list[HistoryRecord]]:
-    """``load`` and ``history`` in ONE statement (one round trip): what an order's detail shows."""
+    """``load`` and ``history`` in ONE statement: what an order's detail shows.
+
+    With ``for_update`` the row is locked by ``load`` first (two statements): a statement that waited for a
+    row lock reads other tables with the snapshot it started with, so its history would miss the entries of
+    the change it waited for.
+    """
     clause, value = _where_ref(str(ref))
+    if for_update:
+        locked = tx.execute(f"SELECT id FROM orders WHERE {clause} FOR UPDATE", (value,)).fetchone()
+        if locked is None:
+            raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
+        clause, value = "id = %s", locked["id"]
     row = tx.execute(
         "SELECT o.doc::text AS doc, (SELECT coalesce(json_agg(json_build_object("
         "  'seq', h.seq, 'at', h.at, 'actor', h.actor, 'action', h.action, 'from_stage', h.from_stage,"
         "  'to_stage', h.to_stage, 'reason', h.reason, 'data', h.data) ORDER BY h.seq), '[]')"
-        f" FROM order_history h WHERE h.order_id = o.id) AS history FROM orders o WHERE o.{clause}"
-        + (" FOR UPDATE OF o" if for_update else ""),
+        f" FROM order_history h WHERE h.order_id = o.id) AS history FROM orders o WHERE o.{clause}",
         (value,),
     ).fetchone()
     if row is None:

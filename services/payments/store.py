@@ -60,34 +60,45 @@ _FIND = (
 def find(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> OrderPayments | None:
     """The order's payments, or None if payments never saw it placed. ``for_update`` locks the order.
 
-    One round trip: the order's row and its children come in one statement (``_FIND``).
+    One round trip (``_FIND``); two with ``for_update``: the lock is taken by a statement of its own, because
+    a statement that waited for a row lock still reads the other tables with the snapshot it started with,
+    and would miss the ledger entries and attempts of the transaction it waited for.
     """
     try:
         oid = UUID(str(order_id))
     except ValueError:
         return None
-    row = tx.execute(_FIND + (" FOR UPDATE OF o" if for_update else ""), (oid,)).fetchone()
+    if for_update and tx.execute(_LOCK, (oid,)).fetchone() is None:
+        return None
+    row = tx.execute(_FIND, (oid,)).fetchone()
     return None if row is None else _payments(row)
+
+
+_LOCK = "SELECT 1 FROM payment_orders WHERE order_id = %s FOR UPDATE"
 
 
 def find_for_webhook(
     tx: Tx, order_id: UUID | str, webhook_id: str, event_type: str
 ) -> tuple[OrderPayments, bool] | None:
-    """Lock and load the order's payments and record the webhook as processed, in ONE statement: the
-    aggregate and whether the webhook is new (False: a duplicate). None if payments know no such order (then
-    nothing is recorded). Recording it in the effect's transaction is what makes a duplicate a no-op."""
+    """Lock the order and record the webhook as processed in one statement, then load the order's payments in
+    another (after the lock: see ``find``). The aggregate and whether the webhook is new (False: a duplicate),
+    or None if payments know no such order (then nothing is recorded). Recording it in the effect's
+    transaction is what makes a duplicate a no-op."""
     try:
         oid = UUID(str(order_id))
     except ValueError:
         return None
-    row = tx.execute(
-        "WITH found AS (" + _FIND + " FOR UPDATE OF o), "
+    marked = tx.execute(
+        "WITH locked AS (" + _LOCK.replace("SELECT 1", "SELECT order_id") + "), "
         "mark AS (INSERT INTO processed_webhooks (webhook_id, event_type, order_id) "
-        "  SELECT %s, %s, order_id FROM found ON CONFLICT DO NOTHING RETURNING 1) "
-        "SELECT found.*, EXISTS (SELECT 1 FROM mark) AS fresh FROM found",
+        "  SELECT %s, %s, order_id FROM locked ON CONFLICT DO NOTHING RETURNING 1) "
+        "SELECT EXISTS (SELECT 1 FROM locked) AS known, EXISTS (SELECT 1 FROM mark) AS fresh",
         (oid, webhook_id, event_type),
     ).fetchone()
-    return None if row is None else (_payments(row), bool(row["fresh"]))
+    if marked is None or not marked["known"]:
+        return None
+    row = tx.execute(_FIND, (oid,)).fetchone()
+    return None if row is None else (_payments(row), bool(marked["fresh"]))
 
 
 def _payments(row: Mapping[str, Any]) -> OrderPayments:
