@@ -136,6 +136,28 @@ def update(tx: Tx, order: Order, previous_version: int) -> psycopg.Cursor[Any]:
     )
 
 
+def update_with_history(tx: Tx, order: Order, previous_version: int, entries: Sequence[HistoryRecord]) -> int:
+    """``update`` and ``add_history`` in ONE statement (one round trip): the changed order and the history
+    entries of the change. Returns how many rows matched the version (1; the caller holds the row lock)."""
+    values = _row(order)
+    sets = ", ".join(f"{col.strip()} = %s" for col in _COLUMNS.split(",")[2:])
+    history = ""
+    params: list[Any] = [*values[2:], order.id, previous_version]
+    if entries:
+        history = (
+            ", history AS (INSERT INTO order_history (order_id, seq, at, actor, action, from_stage, to_stage, reason,"
+            " data) VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(entries)) + ")"
+        )
+        params += [v for e in entries for v in _history_row(order.id, e)]
+    row = tx.execute(
+        f"WITH updated AS (UPDATE orders SET {sets} WHERE id = %s AND version = %s RETURNING 1){history} "
+        "SELECT count(*) AS n FROM updated",
+        params,
+    ).fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
 # The columns an update writes: all but id and number.
 _UPDATE_TYPES = _ROW_TYPES[2:]
 
@@ -168,25 +190,30 @@ def add_histories(tx: Tx, entries: Sequence[tuple[UUID, HistoryRecord]]) -> None
     """History entries of one or many orders, ``(order id, entry)`` pairs."""
     if not entries:
         return
-    rows = [
-        (
-            order_id,
-            e.seq,
-            e.at,
-            Jsonb(e.actor.model_dump(mode="json")),
-            e.action,
-            e.from_stage.value if e.from_stage else None,
-            e.to_stage.value if e.to_stage else None,
-            e.reason,
-            Jsonb(json.loads(json.dumps(e.data, default=str))),
-        )
-        for order_id, e in entries
-    ]
+    rows = [_history_row(order_id, e) for order_id, e in entries]
     # One multi-row INSERT (not executemany): a single statement that pipelines with the rest.
     tx.execute(
         "INSERT INTO order_history (order_id, seq, at, actor, action, from_stage, to_stage, reason, data) VALUES "
         + ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows)),
         [v for row in rows for v in row],
+    )
+
+
+def _dumps_any(obj: Any) -> str:
+    return json.dumps(obj, default=str)
+
+
+def _history_row(order_id: UUID, e: HistoryRecord) -> tuple[Any, ...]:
+    return (
+        order_id,
+        e.seq,
+        e.at,
+        Jsonb(e.actor.model_dump(mode="json")),
+        e.action,
+        e.from_stage.value if e.from_stage else None,
+        e.to_stage.value if e.to_stage else None,
+        e.reason,
+        Jsonb(e.data, dumps=_dumps_any),  # encoded once (dates, decimals, ids as text)
     )
 
 
@@ -219,6 +246,32 @@ def load(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> Order:
     if row is None:
         raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
     return document.from_json(row["doc"])
+
+
+def load_with_history(tx: Tx, ref: str | UUID, *, for_update: bool = False) -> tuple[Order, list[HistoryRecord]]:
+    """``load`` and ``history`` in ONE statement: what an order's detail shows.
+
+    With ``for_update`` the row is locked by ``load`` first (two statements): a statement that waited for a
+    row lock reads other tables with the snapshot it started with, so its history would miss the entries of
+    the change it waited for.
+    """
+    clause, value = _where_ref(str(ref))
+    if for_update:
+        locked = tx.execute(f"SELECT id FROM orders WHERE {clause} FOR UPDATE", (value,)).fetchone()
+        if locked is None:
+            raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
+        clause, value = "id = %s", locked["id"]
+    row = tx.execute(
+        "SELECT o.doc::text AS doc, (SELECT coalesce(json_agg(json_build_object("
+        "  'seq', h.seq, 'at', h.at, 'actor', h.actor, 'action', h.action, 'from_stage', h.from_stage,"
+        "  'to_stage', h.to_stage, 'reason', h.reason, 'data', h.data) ORDER BY h.seq), '[]')"
+        f" FROM order_history h WHERE h.order_id = o.id) AS history FROM orders o WHERE o.{clause}",
+        (value,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"Order {ref} does not exist.", ref=str(ref))
+    entries = [document.history_from_row({**h, "at": datetime.fromisoformat(h["at"])}) for h in row["history"]]
+    return document.from_json(row["doc"]), entries
 
 
 def stale_placed_orders(

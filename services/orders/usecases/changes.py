@@ -38,14 +38,14 @@ def change(
     """Load under a row lock, let the domain decide, save order + history + events atomically."""
     who = parse(Actor, actor, "actor")
     with db.transaction() as tx:
-        order = store.load(tx, ref, for_update=True)
+        order, history = store.load_with_history(tx, ref, for_update=True)
         at = now()
         outcome = decide(order, who, at)
         if not outcome.changed:
-            return detail(tx, order)  # the request repeated the current state: nothing to do
+            return detail(order, history)  # the request repeated the current state: nothing to do
         outcome = with_auto_confirm(outcome, at)
         save(tx, outcome, previous_version=order.version, causation_id=f"command:{action}:{uuid.uuid4()}")
-        return detail(tx, outcome.order)
+        return detail(outcome.order, [*history, *outcome.history])
 
 
 def transition(db: Database, ref: str, command: Any, actor: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from shared.errors import parse
 
 def get_order(db: Database, ref: str) -> dict[str, Any]:
     with db.transaction() as tx:
-        return detail(tx, store.load(tx, ref))
+        return detail(*store.load_with_history(tx, ref))
 
 
 def list_orders(db: Database, query: Any) -> dict[str, Any]:

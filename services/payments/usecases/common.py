@@ -5,19 +5,21 @@ Every change follows one path: lock and load the order's payments (``store.load(
 let the domain record the new money movements and check every invariant (:func:`commit`), save what changed
 (``store.save``), and emit the events, all in one transaction.
 
-Provider calls (create link, capture, void, refund) are made inside that transaction, while the order's row
-is locked. That is deliberate and safe because every call carries an idempotency key derived from stable
-ids (order id + payment id + refund reference): if the transaction then fails, or the process dies, the
-retry (the inbox redelivers the order event; the client repeats the request with its Idempotency-Key)
-makes the same call with the same key and the provider replays its first answer instead of moving money
-twice. The lock is held for one HTTP round trip (timeouts: 3 s connect, 10 s read), which only delays other
-changes to the same order.
+Creating a payment link calls the provider before the transaction (``payments.create_payment_link``: decide
+from a plain read, call, then record under the lock, deciding again). The other provider calls (capture, void,
+refund) are made inside that transaction, while the order's row is locked. That is deliberate and safe because
+every call carries an idempotency key derived from stable ids (order id + payment id + refund reference): if
+the transaction then fails, or the process dies, the retry (the inbox redelivers the order event; the client
+repeats the request with its Idempotency-Key) makes the same call with the same key and the provider replays
+its first answer instead of moving money twice. The lock is held for one HTTP round trip (timeouts: 3 s
+connect, 10 s read), which only delays other changes to the same order.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -28,6 +30,7 @@ from services.payments import domain
 from services.payments.contracts import events as ev
 from services.payments.provider import ProviderRequestError, ProviderUnavailable
 from shared import outbox
+from shared.db import Database
 from shared.errors import NotAllowedInThisState
 
 log = logging.getLogger("services.payments")
@@ -44,6 +47,19 @@ LEDGER_VIOLATIONS = Counter(
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextmanager
+def read(db: Database) -> Iterator[Tx]:
+    """A connection for reads that need no transaction: autocommit, so no BEGIN and no COMMIT round trip
+    (each statement sees the latest committed data). It goes back to the pool in transaction mode."""
+    with db.pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not (conn.closed or conn.broken):  # a broken one is discarded by the pool anyway
+                conn.autocommit = False
 
 
 def emit(tx: Tx, p: domain.OrderPayments, event: ev.PaymentEvent, causation_id: str) -> None:

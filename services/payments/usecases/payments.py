@@ -3,6 +3,7 @@ capturing authorized card money."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,7 @@ from services.payments.provider import (
 )
 from services.payments.settings import get_settings
 from services.payments.usecases import views
-from services.payments.usecases.common import Tx, base, commit, emit, now, refuse_when_closed
+from services.payments.usecases.common import Tx, base, commit, emit, now, read, refuse_when_closed
 from shared.db import Database
 from shared.errors import InvalidRequest, NotAllowedInThisState, field_error, parse
 from shared.money import MoneyError, parse_amount
@@ -71,41 +72,89 @@ def record_manual_payment(db: Database, order_id: str, command: Any, actor: Any)
 def create_payment_link(
     db: Database, provider: PaymentProvider, order_id: str, actor: Any, command: Any = None
 ) -> dict[str, Any]:
+    """A card link for what is still due: an open one for that amount is reused, else the provider makes one.
+
+    The provider's HTTP call is made outside any transaction: decide from a plain read, call the provider
+    with an idempotency key derived from that decision (order, link count, amount, capture method), then
+    record the link under the order's row lock, deciding again. If the decision still gives the same key,
+    the link is recorded (once: its id is the attempt's key); if the order changed in between (another link,
+    a payment, a cancellation), the new decision is followed instead. A retry after a failure asks the
+    provider with the same key and gets the same link.
+    """
     cmd = parse(CreatePaymentLink, command or {}, "payment link")
     capture_method = cmd.capture_method or get_settings().payment_capture
-    with db.transaction() as tx:
-        p = store.load(tx, order_id, for_update=True)
-        refuse_when_closed(p, "it cannot be paid any more.")
-        s = p.summary()
-        if s.balance_due <= 0:
-            raise NotAllowedInThisState(
-                f"Order #{p.number} has nothing left to pay (status {s.status.value}).",
-                order_id=str(p.order_id), payment_status=s.status.value,
-            )
-        for a in p.attempts:  # an open link for what is still due is reused: asking twice sends one link
-            if (a.link_id and a.status in ("open", "failed") and a.amount == s.balance_due
-                    and a.capture_method == capture_method):
-                return views.link(p, a).model_dump(mode="json")
-        n = sum(1 for a in p.attempts if a.link_id)
+    for _ in range(3):
+        with read(db) as conn:
+            decision = _link_decision(_placed(conn, order_id), capture_method)
+        if isinstance(decision, dict):
+            return decision  # an open link for what is due: reused
+        p, key, due = decision
         try:
             link = provider.create_payment_link(
-                s.balance_due, p.currency, str(p.order_id),
-                idempotency_key=f"{p.order_id}:link:{n + 1}:{s.balance_due}:{capture_method}",
-                capture_method=CaptureMethod(capture_method),
+                due, p.currency, str(p.order_id), idempotency_key=key, capture_method=CaptureMethod(capture_method)
             )
         except (ProviderUnavailable, ProviderRequestError) as exc:
             raise ProviderFailed(f"The payment provider could not create a link: {exc}",
                                  order_id=str(p.order_id)) from None
-        attempt = domain.PaymentAttempt(
-            id=f"card:{link.id}", method=domain.PaymentMethod.CARD, amount=link.amount, status="open",
-            link_id=link.id, link_url=link.url, capture_method=capture_method, created_at=now(),
+        with db.transaction() as tx:
+            locked = store.load(tx, order_id, for_update=True)
+            now_decided = _link_decision(locked, capture_method)
+            if isinstance(now_decided, dict):
+                return now_decided  # a concurrent request recorded this very link (or another for what is due)
+            if now_decided[1] != key:
+                continue  # the order changed while the provider answered: decide again
+            attempt = domain.PaymentAttempt(
+                id=f"card:{link.id}", method=domain.PaymentMethod.CARD, amount=link.amount, status="open",
+                link_id=link.id, link_url=link.url, capture_method=capture_method, created_at=now(),
+            )
+            locked.add_attempt(attempt)
+            emit(tx, locked, ev.PaymentLinkCreated(**base(locked, now()), payment_id=attempt.id, link_id=link.id,
+                                                   url=link.url, amount=link.amount, currency=link.currency),
+                 f"command:create_payment_link:{link.id}")
+            store.save(tx, locked)
+            return views.link(locked, attempt).model_dump(mode="json")
+    raise ProviderFailed("The order kept changing while the payment link was made; try again.", order_id=order_id)
+
+
+PLACED_WAITS = (0.03, 0.06)
+"""Seconds to wait, one after the other, for an order payments have not seen placed yet, before answering
+``NotFound``: about the commit → handled lag of ``order.placed`` under load."""
+
+
+def _placed(conn: Tx, order_id: str) -> domain.OrderPayments:
+    """The order's payments, waiting briefly for an order payments have not seen placed yet.
+
+    A customer asks for the link right after placing the order; under load about one card order in five
+    asked before ``order.placed`` reached payments, and the gateway then made two more RPCs (orders: does
+    it exist? payments: again). Waiting here a little (a green thread and a cheap read per try) answers
+    nearly all of them at once; an order still unknown after that is ``NotFound`` as before, and the
+    gateway's catch-up takes over."""
+    for wait in PLACED_WAITS:
+        found = store.find(conn, order_id)
+        if found is not None:
+            return found
+        time.sleep(wait)  # cooperative: the service process runs under eventlet's monkey-patching
+    return store.load(conn, order_id)  # the last try: NotFound, worded as everywhere else
+
+
+def _link_decision(
+    p: domain.OrderPayments, capture_method: str
+) -> dict[str, Any] | tuple[domain.OrderPayments, str, Decimal]:
+    """The open link to reuse (its view), or what to ask the provider for: ``(payments, idempotency key, due)``.
+    Refuses (409) an order that is closed or has nothing left to pay."""
+    refuse_when_closed(p, "it cannot be paid any more.")
+    s = p.summary()
+    if s.balance_due <= 0:
+        raise NotAllowedInThisState(
+            f"Order #{p.number} has nothing left to pay (status {s.status.value}).",
+            order_id=str(p.order_id), payment_status=s.status.value,
         )
-        p.add_attempt(attempt)
-        emit(tx, p, ev.PaymentLinkCreated(**base(p, now()), payment_id=attempt.id, link_id=link.id, url=link.url,
-                                          amount=link.amount, currency=link.currency),
-             f"command:create_payment_link:{link.id}")
-        store.save(tx, p)
-        return views.link(p, attempt).model_dump(mode="json")
+    for a in p.attempts:  # an open link for what is still due is reused: asking twice sends one link
+        if (a.link_id and a.status in ("open", "failed") and a.amount == s.balance_due
+                and a.capture_method == capture_method):
+            return views.link(p, a).model_dump(mode="json")
+    n = sum(1 for a in p.attempts if a.link_id)
+    return p, f"{p.order_id}:link:{n + 1}:{s.balance_due}:{capture_method}", s.balance_due
 
 
 def capture_payment(db: Database, provider: PaymentProvider, order_id: str, command: Any, actor: Any) -> dict[str, Any]:
