@@ -124,3 +124,16 @@ class OrderStream:
         event = order_events.OrderPaymentMethodSet(**self._base(), method=PaymentMethodChoice(method), paid=paid,
                                                    paid_at=now if paid else None)
         return self._wrap(event)
+
+
+def order_cmd(tag: str, **overrides: Any) -> dict[str, Any]:
+    """A placement request body as a client sends it (one line, EUR), named by ``tag`` so searches can find it."""
+    cmd: dict[str, Any] = {
+        "channel": "web",
+        "customer": {"name": f"Customer {tag}", "email": f"{tag}@example.com"},
+        "items": [{"sku": f"SKU-{tag}", "name": "Cotton shirt", "quantity": 2, "unit_price": "12.50"}],
+        "currency": "EUR",
+        "shipping": "4.90",
+    }
+    cmd.update(overrides)
+    return cmd

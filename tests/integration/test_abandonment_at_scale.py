@@ -24,6 +24,7 @@ from services.orders.contracts.schemas import Actor, SetAddress
 from services.orders.usecases.abandonment import abandon_stale_orders
 from services.orders.usecases.common import save
 from services.orders.usecases.placement import place_order, place_orders
+from tests.builders import order_cmd
 
 pytestmark = pytest.mark.integration
 
@@ -31,18 +32,6 @@ CUSTOMER = {"type": "customer", "id": "cust-web", "name": "Web shop customer"}
 ASHA = {"type": "staff", "id": "staff-asha", "name": "Asha"}
 ADDRESS = {"line1": "12 MG Road", "city": "Bengaluru", "postal_code": "560001", "country": "IN"}
 HOUR = 3600
-
-
-def order_cmd(tag: str, **overrides: Any) -> dict[str, Any]:
-    cmd: dict[str, Any] = {
-        "channel": "web",
-        "customer": {"name": f"Customer {tag}", "email": f"{tag}@example.com"},
-        "items": [{"sku": f"SKU-{tag}", "name": "Cotton shirt", "quantity": 2, "unit_price": "12.50"}],
-        "currency": "EUR",
-        "shipping": "4.90",
-    }
-    cmd.update(overrides)
-    return cmd
 
 
 def place_many(db: Any, count: int, **overrides: Any) -> list[str]:

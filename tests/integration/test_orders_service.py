@@ -30,6 +30,7 @@ from services.orders.usecases.queries import get_order, list_orders
 from services.payments.contracts import events as pev
 from shared.envelope import Envelope
 from shared.errors import IllegalTransition, InvalidRequest, NotFound, VersionConflict
+from tests.builders import order_cmd
 from tests.integration.conftest import wait_for
 from tests.processes import service_process
 
@@ -51,18 +52,6 @@ def marker() -> str:
 def window() -> datetime:
     """The start of a 30-day stretch of ``placed_at`` no other test uses."""
     return datetime(2001, 1, 1, tzinfo=UTC) + timedelta(days=30 * next(_windows))
-
-
-def order_cmd(tag: str, **overrides: Any) -> dict[str, Any]:
-    cmd: dict[str, Any] = {
-        "channel": "web",
-        "customer": {"name": f"Customer {tag}", "email": f"{tag}@example.com"},
-        "items": [{"sku": f"SKU-{tag}", "name": "Cotton shirt", "quantity": 2, "unit_price": "12.50"}],
-        "currency": "EUR",
-        "shipping": "4.90",
-    }
-    cmd.update(overrides)
-    return cmd
 
 
 @pytest.fixture(scope="module")
