@@ -216,6 +216,13 @@ class ConfirmedPublisher:
 
     def publish(self, messages: Iterable[OutgoingMessage]) -> int:
         """Publish every message, in order, and return once the broker confirmed them all (or raise)."""
+        count = self.send(messages)
+        self.wait_confirms()
+        return count
+
+    def send(self, messages: Iterable[OutgoingMessage]) -> int:
+        """Write every message, in order, without waiting for the last confirms: the caller does other work
+        (the relay reads its next batch) while the broker persists them, then calls :meth:`wait_confirms`."""
         ch = self._ensure()
         assert self._conn is not None
         self._nacked = False
@@ -232,11 +239,21 @@ class ConfirmedPublisher:
                     frames, in_chunk = [], 0
             if frames:
                 self._write(frames, in_chunk)
-            self._await_confirms(0)
         except Exception:
             self.close()
             raise
         return count
+
+    def wait_confirms(self) -> None:
+        """Return once every message sent so far is confirmed; a nack, a timeout or a lost connection raises
+        (and closes the connection: the caller sends the unconfirmed messages again)."""
+        if self._conn is None:
+            return
+        try:
+            self._await_confirms(0)
+        except Exception:
+            self.close()
+            raise
 
     def _write(self, frames: list[bytes], messages: int) -> None:
         assert self._conn is not None

@@ -219,6 +219,12 @@ _COLUMNS = "id, event_id, event_type, subject, sequence, correlation_id, payload
 
 _MARK = "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)"
 _FETCH = f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(n)s"
+# The next batch read while the current one awaits its confirms: its rows are unpublished too, so they are
+# excluded by id. Not ``id > last``: a transaction that took a lower id may commit after the batch was read
+# (another order's), and must still be sent. Per order, ids follow commit order (the stream row's lock).
+_FETCH_NEXT = (
+    f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL AND NOT (id = ANY(%(sent)s)) ORDER BY id LIMIT %(n)s"
+)
 
 
 # The relay's two statements are planned afresh at every execution (``prepare=False``). psycopg prepares a
@@ -233,6 +239,11 @@ def _fetch(conn: psycopg.Connection[Any], limit: int) -> psycopg.Cursor[Any]:
     return conn.execute(_FETCH, {"n": limit}, prepare=False)
 
 
+def _fetch_next(conn: psycopg.Connection[Any], sent: list[Any], limit: int) -> psycopg.Cursor[Any]:
+    """The unpublished rows after the batch in flight (``sent``), in id order."""
+    return conn.execute(_FETCH_NEXT, {"sent": sent, "n": limit}, prepare=False)
+
+
 def _mark(conn: psycopg.Connection[Any], ids: list[Any]) -> None:
     """Mark confirmed rows published (the primary key)."""
     conn.execute(_MARK, (ids,), prepare=False)
@@ -241,8 +252,9 @@ def _mark(conn: psycopg.Connection[Any], ids: list[Any]) -> None:
 class Relay:
     """Publishes one schema's outbox. ``run`` loops until ``stop()``; safe to run in many processes.
 
-    Each round: publish a batch of unpublished rows in id order and wait for the broker's confirms of the whole
-    batch, then mark it published and read the next batch in one statement. The batch grows (doubling up to
+    Each round: send a batch of unpublished rows in id order; while the broker persists it, mark the previous
+    (confirmed) batch published and read the next one in one round trip; then wait for the batch's confirms.
+    The batch grows (doubling up to
     ``max_batch_size``) while the outbox has a backlog, so a burst is moved with few large writes and few
     confirm waits, and falls back to ``batch_size`` once drained, so the rows of a quiet moment go at once.
     Rows are marked only after their confirm: a failure anywhere leaves the batch unpublished, and the next
@@ -312,8 +324,13 @@ class Relay:
             try:
                 limit = self.batch_size
                 rows = _fetch(conn, limit).fetchall()
+                confirmed: list[Any] = []  # the previous batch: confirmed, not yet marked
                 while not self._stopped.is_set():
                     if not rows:
+                        if confirmed:
+                            _mark(conn, confirmed)
+                            self._count(rows_marked=len(confirmed))
+                            confirmed = []
                         # Drained: sleep until a commit notifies us (or the idle timeout, as a safety net).
                         for _ in conn.notifies(timeout=self.idle_wait, stop_after=1):
                             pass
@@ -321,16 +338,25 @@ class Relay:
                         rows = _fetch(conn, limit).fetchall()
                         continue
                     full = len(rows) >= limit
-                    self._publish(publisher, rows)
+                    batch = rows
+                    self._send(publisher, batch)
                     limit = min(limit * 2, self.max_batch_size) if full else self.batch_size
-                    done = [r[0] for r in rows]
-                    # Mark the batch just confirmed and read the next one in ONE round trip (a pipeline: two
-                    # statements, so the read sees the marks; one statement with a CTE would not).
+                    sent = [r[0] for r in batch]
+                    # While the broker persists this batch: mark the previous one and read the next, in ONE
+                    # round trip (a pipeline: two statements, so the read sees the marks).
                     with conn.pipeline():
-                        _mark(conn, done)
-                        cur = _fetch(conn, limit)
+                        if confirmed:
+                            _mark(conn, confirmed)
+                        cur = _fetch_next(conn, sent, limit)
                     rows = cur.fetchall()
-                    self._count(rows_marked=len(done))
+                    if confirmed:
+                        self._count(rows_marked=len(confirmed))
+                    publisher.wait_confirms()
+                    self._confirmed(publisher, batch)
+                    confirmed = sent
+                if confirmed:  # stopping: what the broker confirmed is not sent again by the next leader
+                    _mark(conn, confirmed)
+                    self._count(rows_marked=len(confirmed))
             finally:
                 publisher.close()
                 self.is_leader = False
@@ -346,8 +372,13 @@ class Relay:
         return len(rows)
 
     def _publish(self, publisher: ConfirmedPublisher, rows: Sequence[tuple[Any, ...]]) -> None:
+        self._send(publisher, rows)
+        publisher.wait_confirms()
+        self._confirmed(publisher, rows)
+
+    def _send(self, publisher: ConfirmedPublisher, rows: Sequence[tuple[Any, ...]]) -> None:
         source = self._source
-        messages = [
+        publisher.send(
             OutgoingMessage(
                 "oms.events", event_type, payload.encode(),
                 message_properties(
@@ -357,8 +388,10 @@ class Relay:
                 mandatory=True,
             )
             for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows
-        ]
-        publisher.publish(messages)
+        )
+
+    def _confirmed(self, publisher: ConfirmedPublisher, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The broker confirmed ``rows``: observe their commit -> published lag."""
         now = datetime.now(UTC)
         observe = self._lag.observe
         for r in rows:

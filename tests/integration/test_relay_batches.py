@@ -171,8 +171,8 @@ def test_a_backlog_is_drained_in_growing_batches_each_event_once_in_order(
     sizes: list[int] = []
 
     class Recording(ConfirmedPublisher):
-        def publish(self, messages: Any) -> int:
-            n = super().publish(messages)
+        def send(self, messages: Any) -> int:
+            n = super().send(messages)
             sizes.append(n)
             return n
 
@@ -190,3 +190,35 @@ def test_a_backlog_is_drained_in_growing_batches_each_event_once_in_order(
     events = [json.loads(m.body) for m in _drain(servers.amqp_url, queue)]
     assert [e["data"]["number"] for e in events] == [*range(3000), *range(5)]
     assert len({e["id"] for e in events}) == 3005
+
+
+def test_an_event_that_commits_after_later_ids_were_sent_is_still_published(
+    servers: Servers, scratch_schema: str, scratch_queue: tuple[Any, str]
+) -> None:
+    """The relay reads its next batch while the current one awaits confirms. A transaction that took a LOWER
+    outbox id but commits after higher ids were sent (another order's, slower) must still go out."""
+    import json
+
+    import psycopg
+
+    from oms.cli.bench_relay import RelayProbe
+    from shared.outbox import Relay, emit
+
+    ch, queue = scratch_queue
+    _declare(ch, queue)
+    relay = Relay(servers.database_url, scratch_schema, servers.amqp_url, batch_size=50, idle_wait=0.1)
+    thread = _run(relay)
+    try:
+        with psycopg.connect(servers.database_url, options=f"-c search_path={scratch_schema}") as slow:
+            with slow.transaction():
+                emit(slow, "probe", RelayProbe(number=-1, items=[]), subject="slow", correlation_id="c",
+                     causation_id="t")  # takes the lowest id, not committed yet
+                _emit(servers.database_url, scratch_schema, 400, subjects=20)  # higher ids, committed
+                wait_for(lambda: relay.published >= 400, what="the later events")
+        wait_for(lambda: relay.published == 401, what="the slow transaction's event")
+    finally:
+        relay.stop()
+        thread.join(5)
+    numbers = [json.loads(m.body)["data"]["number"] for m in _drain(servers.amqp_url, queue)]
+    assert sorted(numbers) == [-1, *range(400)] and len(numbers) == 401  # each once, the late one included
+    assert _unpublished(servers.database_url, scratch_schema) == 0
