@@ -30,12 +30,13 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from services.fulfillment.carrier import (
     CarrierError,
+    CarrierProvider,
     Label,
     Rate,
     RateRequest,
@@ -388,3 +389,9 @@ def _refusal(method: str, path: str, response: httpx.Response) -> CarrierError:
     except (ValueError, AttributeError):
         pass
     return CarrierError(f"{method} {path}: HTTP {response.status_code} {code}: {message}", code=code)
+
+
+if TYPE_CHECKING:  # mypy checks that HttpCarrier implements the port
+
+    def _implements_the_port(carrier: HttpCarrier) -> CarrierProvider:
+        return carrier
