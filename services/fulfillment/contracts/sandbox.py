@@ -13,14 +13,17 @@ HTTP API of the sandbox (JSON; ``Authorization: Bearer <OMS_CARRIER_API_KEY>``):
 * ``POST /v1/labels`` {rate_id, reference} + ``Idempotency-Key`` -> {label_id, tracking_number,
   tracking_url, carrier, service, amount, currency, label_url, status}
 * ``GET /v1/labels/{label_id}/pdf`` -> application/pdf
-* ``POST /v1/labels/{label_id}/void`` -> {label_id, voided: true} or 409 {error: "label_in_transit"} once the
-  parcel has moved (in_transit or later)
+* ``POST /v1/labels/{label_id}/void`` (optional ``Idempotency-Key``) -> {label_id, voided: true} or 409
+  {error: {code: "label_in_transit", message}} once the parcel has moved (in_transit or later)
 * ``GET /v1/tracking/{tracking_number}`` -> {tracking_number, status, events: [...]}
-* control (tests, demos): ``POST /v1/sandbox/tracking/{tracking_number}`` {status, description, repeat,
+* control (tests, demos): ``POST /v1/sandbox/tracking/{tracking_number}`` {status, description, location, repeat,
   occurred_at} sends a signed tracking webhook now (``repeat`` > 1 sends duplicates; an ``occurred_at``
-  in the past makes a late update); ``POST /v1/sandbox/outage`` {down: bool}.
+  in the past makes a late update; answers {event, status, deliveries: [{attempt, status_code, error}]} once
+  sent); ``POST /v1/sandbox/outage`` {down: bool} (every API call answers 503 while down). Control endpoints
+  need no API key.
+* errors: {error: {code, message, field?}} with a 4xx (refused; ``code`` says why) or 503 (outage).
 
-Webhooks: ``POST <OMS_CARRIER_WEBHOOK_URL>`` (default: the gateway's ``WEBHOOK_PATH``) with body
+Webhooks: ``POST <OMS_SANDBOX_CARRIER_WEBHOOK_URL>`` (default: the gateway's ``WEBHOOK_PATH``) with body
 {id, type: "tracking.updated", tracking_number, label_id, status, description, location, occurred_at} and
 header ``Carrier-Signature: t=<unix seconds>,v1=<hex hmac-sha256 of "<t>.<body>" with the webhook secret>``.
 """
