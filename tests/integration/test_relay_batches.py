@@ -209,12 +209,12 @@ def test_an_event_that_commits_after_later_ids_were_sent_is_still_published(
     relay = Relay(servers.database_url, scratch_schema, servers.amqp_url, batch_size=50, idle_wait=0.1)
     thread = _run(relay)
     try:
-        with psycopg.connect(servers.database_url, options=f"-c search_path={scratch_schema}") as slow:
-            with slow.transaction():
-                emit(slow, "probe", RelayProbe(number=-1, items=[]), subject="slow", correlation_id="c",
-                     causation_id="t")  # takes the lowest id, not committed yet
-                _emit(servers.database_url, scratch_schema, 400, subjects=20)  # higher ids, committed
-                wait_for(lambda: relay.published >= 400, what="the later events")
+        with psycopg.connect(servers.database_url, options=f"-c search_path={scratch_schema}") as slow, \
+                slow.transaction():
+            emit(slow, "probe", RelayProbe(number=-1, items=[]), subject="slow", correlation_id="c",
+                 causation_id="t")  # takes the lowest id, not committed yet
+            _emit(servers.database_url, scratch_schema, 400, subjects=20)  # higher ids, committed
+            wait_for(lambda: relay.published >= 400, what="the later events")
         wait_for(lambda: relay.published == 401, what="the slow transaction's event")
     finally:
         relay.stop()
