@@ -133,3 +133,28 @@ def test_the_list_filter_takes_comma_separated_or_repeated_statuses() -> None:
     assert OrderQuery.model_validate(q.model_dump(mode="json")) == q
     with pytest.raises(ValueError):
         OrderQuery.model_validate({"fulfillment_status": "shipped"})  # a shipment status, not an order's
+
+
+def test_the_list_route_takes_the_filter_and_the_sort_over_http() -> None:
+    from fastapi.testclient import TestClient
+
+    from services.gateway.app import create_app
+    from services.gateway.settings import GatewaySettings
+    from tests.unit.test_gateway_problems import KEY, FakeAuth, FakeRpc, MemoryIdempotency
+
+    rpc = FakeRpc()
+    rpc.results["list_orders"] = {"items": [], "next_cursor": None}
+    app = create_app(GatewaySettings(), rpc=rpc, authenticator=FakeAuth(), idempotency=MemoryIdempotency())
+    with TestClient(app, raise_server_exceptions=False, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        answer = client.get("/api/v1/orders?fulfillment_status=unfulfilled,dispatched&fulfillment_status=returned"
+                            "&sort=fulfillment_status&direction=asc")
+        assert answer.status_code == 200, answer.text
+        query = rpc.calls[-1][3]["query"]
+        assert query["fulfillment_status"] == ["unfulfilled", "dispatched", "returned"]
+        assert (query["sort"], query["direction"]) == ("fulfillment_status", "asc")
+        refused = client.get("/api/v1/orders?fulfillment_status=lost")
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["field"].startswith("fulfillment_status")
+        spec = client.get("/api/v1/openapi.json").json()
+        params = {p["name"] for p in spec["paths"]["/api/v1/orders"]["get"]["parameters"]}
+        assert "fulfillment_status" in params
