@@ -2,7 +2,8 @@
 
 Payments keep each order's ledger and compute its payment status; they record manual payments, create card
 payment links, capture, refund, take provider webhooks, and react to the order's events. They publish
-``payment.*`` and ``refund.*`` events and subscribe to the ``order.*`` types they act on, in batches.
+``payment.*`` and ``refund.*`` events and subscribe to the ``order.*`` types they act on, and to fulfillment's
+returns (for the refund preview), in batches.
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class PaymentsService:
     @subscribe("orders", usecases.ORDER_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT)
     def on_order_events(self, batch: list[tuple[Envelope, Any]]) -> None:
         usecases.handle_order_events(self.db, self.provider, [env for env, _data in batch])
+
+    @subscribe(
+        "fulfillment", usecases.FULFILLMENT_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT
+    )
+    def on_fulfillment_events(self, batch: list[tuple[Envelope, Any]]) -> None:
+        usecases.handle_fulfillment_events(self.db, [env for env, _data in batch])
 
     @rpc(expected_exceptions=DomainError)
     def summary(self, order_id: str) -> dict[str, Any]:

@@ -377,3 +377,25 @@ def manual_refunds(tx: Tx, *, pending: bool, limit: int) -> list[dict[str, Any]]
             (pending, limit),
         ).fetchall()
     )
+
+
+def record_return(tx: Tx, order_id: UUID, return_id: UUID, lines: Mapping[str, int], at: datetime) -> None:
+    """Units that came back, per line (``fulfillment.return_recorded``); a return already recorded adds nothing."""
+    rows = [(line_id, qty) for line_id, qty in lines.items() if qty > 0]
+    if not rows:
+        return
+    tx.execute(
+        "INSERT INTO returned_units (order_id, return_id, line_id, quantity, at)"
+        " SELECT %s, %s, r.line_id, r.quantity, %s FROM unnest(%s::text[], %s::integer[]) AS r(line_id, quantity)"
+        " ON CONFLICT DO NOTHING",
+        (order_id, return_id, at, [r[0] for r in rows], [r[1] for r in rows]),
+    )
+
+
+def returned_units(tx: Tx, order_id: UUID) -> dict[str, int]:
+    """Units returned so far, per line id."""
+    rows = tx.execute(
+        "SELECT line_id, sum(quantity)::integer AS quantity FROM returned_units WHERE order_id = %s GROUP BY line_id",
+        (order_id,),
+    ).fetchall()
+    return {r["line_id"]: int(r["quantity"]) for r in rows}

@@ -61,9 +61,15 @@ class CapturePayment(_Command):
 
 
 class RefundCommand(_Command):
-    """A refund: units per line (line id or SKU), shipping, an extra amount, minus a fee kept."""
+    """A refund: units per line (line id or SKU), shipping, an extra amount, minus a fee kept.
+
+    ``from_returns: true`` refunds the units the customer returned (reported by fulfillment) and that were not
+    refunded yet, instead of ``lines`` (give one or the other)."""
 
     lines: dict[str, Annotated[int, Field(ge=0, le=1_000_000)]] = Field(default_factory=dict)
+    from_returns: bool = Field(
+        default=False, description="Refund every returned unit not refunded yet (instead of `lines`)."
+    )
     shipping: Amount = Decimal(0)
     adjustment_refund: Amount = Decimal(0)
     adjustment_fee: Amount = Decimal(0)
@@ -121,6 +127,17 @@ class LedgerEntryView(_View):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
+class ReturnedLineView(_View):
+    """Units of a line the customer sent back (as fulfillment recorded them) and how many are still to refund."""
+
+    line_id: str
+    sku: str
+    ordered: int
+    returned: int
+    refunded: int
+    returned_not_refunded: int
+
+
 class PaymentSummary(_View):
     """The payment side of an order: computed status, totals, attempts and every money movement."""
 
@@ -142,6 +159,7 @@ class PaymentSummary(_View):
     overpaid: MoneyValue
     payments: list[PaymentView] = Field(default_factory=list)
     ledger: list[LedgerEntryView] = Field(default_factory=list)
+    returns: list[ReturnedLineView] = Field(default_factory=list)
     duplicate: bool = False
 
 
@@ -188,6 +206,9 @@ class RefundPreviewView(_View):
     already_applied: bool = False
     reference: str | None = None
     manual: bool = False
+    returns: list[ReturnedLineView] = Field(default_factory=list)
+    """The order's returned units per line (``returned_not_refunded``: what ``from_returns`` refunds): before the
+    refund in a preview, after it in a refund's answer."""
 
 
 class WebhookAck(_View):

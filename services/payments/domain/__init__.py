@@ -52,9 +52,13 @@ from services.payments.domain.ledger import (
     refund_amount_for_units,
     refund_level,
 )
+from services.payments.domain.returns import ReturnedLine, refund_from_returns, returned_lines
 
 __all__ = [
     "CLOSED_STAGES",
+    "ReturnedLine",
+    "refund_from_returns",
+    "returned_lines",
     "CaptureLevel",
     "EntryKind",
     "Ledger",

@@ -4,6 +4,7 @@
 * ``webhooks``: provider webhooks, a table of handlers by event type;
 * ``refunds``: refund preview and refund, the manual refunds worklist, pay-outs;
 * ``saga``: reacting to order events (settle closed orders, capture at the capture stage);
+* ``returns``: reacting to fulfillment's returns (the returned units the refund preview offers);
 * ``common``: recording money on the aggregate, reporting violations, announcing the status;
 * ``views``: answers built by the contract's models.
 
@@ -17,6 +18,11 @@ from services.payments.usecases.payments import (
     summary,
 )
 from services.payments.usecases.refunds import manual_refunds, mark_refund_paid_out, refund, refund_preview
+from services.payments.usecases.returns import (
+    FULFILLMENT_EVENT_TYPES,
+    handle_fulfillment_event,
+    handle_fulfillment_events,
+)
 from services.payments.usecases.saga import (
     ORDER_EVENT_TYPES,
     apply_order_event,
@@ -28,11 +34,14 @@ from services.payments.usecases.saga import (
 from services.payments.usecases.webhooks import handle_webhook
 
 __all__ = [
+    "FULFILLMENT_EVENT_TYPES",
     "ORDER_EVENT_TYPES",
     "apply_order_event",
     "capture_open_authorizations",
     "capture_payment",
     "create_payment_link",
+    "handle_fulfillment_event",
+    "handle_fulfillment_events",
     "handle_order_event",
     "handle_order_events",
     "handle_webhook",

@@ -19,9 +19,29 @@ from shared.errors import InvalidRequest, describe, field_error, parse
 from shared.money import MoneyError
 
 
-def _request(cmd: RefundCommand, reference: str | None) -> domain.RefundRequest:
+def _lines(
+    p: domain.OrderPayments, cmd: RefundCommand, reference: str | None, returned: dict[str, int]
+) -> dict[str, int]:
+    """The units to refund per line: as given, or (``from_returns``) every returned unit not refunded yet; a
+    refund already made under ``reference`` keeps its own lines, so repeating it replays instead of refusing."""
+    if not cmd.from_returns:
+        return dict(cmd.lines)
+    if cmd.lines:
+        raise InvalidRequest(
+            "Give the units to refund (lines) or from_returns, not both.", order_id=str(p.order_id),
+            errors=[field_error("from_returns", "cannot be combined with lines", "lines_and_from_returns")],
+        )
+    done = p.ledger.refund_group(reference) if reference else []
+    if done:
+        return {line_id: alloc.quantity for e in done for line_id, alloc in e.lines.items()}
+    return domain.refund_from_returns(p.order, p.ledger, returned)
+
+
+def _request(
+    p: domain.OrderPayments, cmd: RefundCommand, reference: str | None, returned: dict[str, int]
+) -> domain.RefundRequest:
     return domain.RefundRequest(
-        lines=dict(cmd.lines),
+        lines=_lines(p, cmd, reference, returned),
         shipping=cmd.shipping,
         adjustment_refund=cmd.adjustment_refund,
         adjustment_fee=cmd.adjustment_fee,
@@ -29,9 +49,11 @@ def _request(cmd: RefundCommand, reference: str | None) -> domain.RefundRequest:
     )
 
 
-def _preview(p: domain.OrderPayments, cmd: RefundCommand, reference: str | None) -> domain.RefundPreview:
+def _preview(
+    p: domain.OrderPayments, cmd: RefundCommand, reference: str | None, returned: dict[str, int]
+) -> domain.RefundPreview:
     try:
-        return p.order.preview_refund(p.ledger, _request(cmd, reference))
+        return p.order.preview_refund(p.ledger, _request(p, cmd, reference, returned))
     except MoneyError as exc:
         raise InvalidRequest(f"The refund cannot be computed: {exc}", order_id=str(p.order_id),
                              errors=[field_error("", str(exc), domain.money_error_code(exc))]) from None
@@ -41,7 +63,9 @@ def refund_preview(db: Database, order_id: str, command: Any) -> dict[str, Any]:
     cmd = parse(RefundCommand, command or {}, "refund")
     with db.transaction() as tx:
         p = store.load(tx, order_id)
-        return views.refund_preview(p, _preview(p, cmd, cmd.reference)).model_dump(mode="json")
+        returned = store.returned_units(tx, p.order_id)
+        preview = _preview(p, cmd, cmd.reference, returned)
+        return views.refund_preview(p, preview, views.returns(p, returned)).model_dump(mode="json")
 
 
 def refund(
@@ -57,9 +81,10 @@ def refund(
     reference = cmd.reference or (f"refund:{idempotency_key}" if idempotency_key else f"refund:{uuid.uuid4()}")
     with db.transaction() as tx:
         p = store.load(tx, order_id, for_update=True)
-        preview = _preview(p, cmd, reference)
+        returned = store.returned_units(tx, p.order_id)
+        preview = _preview(p, cmd, reference, returned)
         if preview.already_applied:
-            return views.refund_preview(p, preview).model_dump(mode="json")
+            return views.refund_preview(p, preview, views.returns(p, returned)).model_dump(mode="json")
         if not preview.ok:
             raise InvalidRequest(f"The refund cannot be made: {describe(preview.errors)}.", order_id=str(p.order_id),
                                  errors=[dict(e) for e in preview.errors])
@@ -86,7 +111,7 @@ def refund(
             reason=cmd.reason,
         ), causation)
         store.save(tx, p)
-        return views.refund_preview(p, preview).model_dump(mode="json")
+        return views.refund_preview(p, preview, views.returns(p, returned)).model_dump(mode="json")
 
 
 def manual_refunds(db: Database, pending: bool = True, limit: int = 100) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from services.payments.contracts.schemas import (
     PaymentView,
     RefundLineView,
     RefundPreviewView,
+    ReturnedLineView,
 )
 from shared.money import quantize
 
@@ -65,6 +66,7 @@ def summary(tx: Tx, p: domain.OrderPayments, *, duplicate: bool = False) -> Paym
             )
             for e in store.entry_rows(tx, p.order_id)
         ],
+        returns=returns(p, store.returned_units(tx, p.order_id)),
         duplicate=duplicate,
     )
 
@@ -78,7 +80,18 @@ def link(p: domain.OrderPayments, attempt: domain.PaymentAttempt) -> PaymentLink
     )
 
 
-def refund_preview(p: domain.OrderPayments, preview: domain.RefundPreview) -> RefundPreviewView:
+def returns(p: domain.OrderPayments, returned: dict[str, int]) -> list[ReturnedLineView]:
+    """Per line with units returned: ordered, returned, refunded, returned and not refunded yet."""
+    return [
+        ReturnedLineView(line_id=r.line_id, sku=r.sku, ordered=r.ordered, returned=r.returned, refunded=r.refunded,
+                         returned_not_refunded=r.returned_not_refunded)
+        for r in domain.returned_lines(p.order, p.ledger, returned)
+    ]
+
+
+def refund_preview(
+    p: domain.OrderPayments, preview: domain.RefundPreview, returned: list[ReturnedLineView] | None = None
+) -> RefundPreviewView:
     return RefundPreviewView(
         order_id=p.order_id,
         currency=preview.currency,
@@ -99,6 +112,7 @@ def refund_preview(p: domain.OrderPayments, preview: domain.RefundPreview) -> Re
         already_applied=preview.already_applied,
         reference=preview.reference,
         manual=any(not a.via_provider for a in preview.allocations),
+        returns=returned or [],
     )
 
 
