@@ -159,9 +159,9 @@ def shipment_order_id(tx: Tx, shipment_id: UUID | str) -> UUID | None:
 def shipment_by_tracking(tx: Tx, tracking_number: str, label_id: str | None) -> tuple[UUID, UUID] | None:
     """(shipment id, order id) of a carrier shipment by its label id or tracking number."""
     row = tx.execute(
-        "SELECT id, order_id FROM shipments WHERE (label_id = %s AND %s IS NOT NULL) OR tracking_number = %s"
-        " ORDER BY (label_id = %s) DESC NULLS LAST LIMIT 1",
-        (label_id, label_id, tracking_number, label_id),
+        "SELECT id, order_id FROM shipments WHERE label_id = %(label)s::text OR tracking_number = %(tn)s::text"
+        " ORDER BY (label_id = %(label)s::text) DESC NULLS LAST LIMIT 1",
+        {"label": label_id, "tn": tracking_number},
     ).fetchone()
     return (row["id"], row["order_id"]) if row else None
 
@@ -344,6 +344,11 @@ def reservations_of(tx: Tx, order_id: UUID | str) -> dict[tuple[str, str], int]:
 
 
 def change_reservation(tx: Tx, order_id: UUID | str, line_id: str, sku: str, location: str, delta: int) -> None:
+    if delta < 0:  # an INSERT of a negative row would fail its CHECK before ON CONFLICT is considered
+        tx.execute("UPDATE reservations SET quantity = quantity + %s, updated_at = now()"
+                   " WHERE order_id = %s AND line_id = %s AND location = %s",
+                   (delta, as_uuid(order_id), line_id, location))
+        return
     tx.execute(
         "INSERT INTO reservations AS r (order_id, line_id, sku, location, quantity) VALUES (%s, %s, %s, %s, %s)"
         " ON CONFLICT (order_id, line_id, location) DO UPDATE SET quantity = r.quantity + excluded.quantity,"
