@@ -8,7 +8,6 @@ changes, called by the use cases inside their transaction. Stock levels change o
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -365,15 +364,3 @@ def reservation_totals(tx: Tx, *, lock: bool) -> tuple[dict[tuple[str, str], int
     return ({(r["sku"], r["location"]): int(r["reserved"]) for r in levels},
             {(r["sku"], r["location"]): int(r["q"]) for r in sums if int(r["q"])})
 
-
-def set_reserved(tx: Tx, sku: str, location: str, reserved: int, *, reason: str, actor: Mapping[str, Any]
-                 ) -> dict[str, Any] | None:
-    """Reconciliation's fix: ``reserved`` := the sum of the reservations (a movement records the correction)."""
-    row = level(tx, sku, location)
-    if row is None:
-        return None
-    return change_level(tx, sku, location, 0, reserved - int(row["reserved"]), reason=reason, actor=actor)
-
-
-def json_text(value: Any) -> str:
-    return json.dumps(value, default=str)

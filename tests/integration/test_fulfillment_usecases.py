@@ -369,3 +369,22 @@ def test_status_change_carries_the_shipments(db: Any, carrier: InMemoryCarrier) 
     f.create_shipment(db, stream.order_id, {"shipped": True, "carrier": "Bike", "tracking_number": "B1"}, STAFF)
     last = outbox(db, stream.order_id, "fulfillment.status_changed.v1")[-1]
     assert last["to_status"] == "fulfilled" and last["shipments"][0]["status"] == ShipmentStatus.shipped.value
+
+
+def test_oms_fulfillment_reconcile_reports_drift_and_fixes_it(db: Any, carrier: InMemoryCarrier) -> None:
+    from typer.testing import CliRunner
+
+    from services.fulfillment.cli import app
+
+    mug = sku("CLI")
+    stock(db, mug, 4)
+    placed(db, carrier, [(mug, 1, "1.00")])
+    with db.transaction() as tx:
+        tx.execute("UPDATE stock_levels SET reserved = 3 WHERE sku = %s", (mug,))
+    runner = CliRunner()
+    found = runner.invoke(app, ["reconcile"])
+    assert found.exit_code == 1 and mug in found.output
+    fixed = runner.invoke(app, ["reconcile", "--fix"])
+    assert fixed.exit_code == 0 and "fixed" in fixed.output
+    assert level(db, mug) == (4, 1)
+    assert runner.invoke(app, ["reconcile"]).exit_code == 0

@@ -136,15 +136,19 @@ def reconcile(db: Database, fix: bool = False, actor: Any = None) -> ReconcileRe
     with db.transaction() as tx:
         recorded, sums = store.reservation_totals(tx, lock=fix)
         drifts = domain.drift(recorded, sums)
+        unfixed = 0
         if fix:
-            for sku, location, _was, should in drifts:
-                store.set_reserved(tx, sku, location, should, reason="reconciliation: reserved := reservations",
-                                   actor=who.model_dump())
+            for sku, location, was, should in drifts:
+                try:
+                    move_stock(tx, sku, location, 0, should - was, reason="reconciliation: reserved := reservations",
+                               actor=who, causation=f"reconcile:{sku}")
+                except StockRefused:  # more reserved than on hand: a person must count the stock
+                    unfixed += 1
     return ReconcileReport(
         checked=len(recorded),
         drift=[ReconcileDrift(sku=s, location=loc, recorded_reserved=r, reservations_total=t)
                for s, loc, r, t in drifts],
-        fixed=bool(fix and drifts),
+        fixed=bool(fix and drifts and not unfixed),
     )
 
 
