@@ -56,6 +56,21 @@ def level(db: Any, sku: str) -> tuple[int, int]:
     return int(row["on_hand"]), int(row["reserved"])
 
 
+def consumers(amqp_url: str) -> int:
+    """How many processes consume fulfillment's order-events queue."""
+    from shared.amqp import connect
+    from shared.consumer import queue_name
+
+    conn = connect(amqp_url)
+    try:
+        ch = conn.channel()
+        _name, _messages, count = ch.queue_declare(queue_name("fulfillment", "orders"), passive=True)
+        ch.close()
+        return int(count)
+    finally:
+        conn.close()
+
+
 def new_order(sku: str, quantity: int = 1) -> OrderStream:
     return OrderStream.place(place_order(lines=[(sku, quantity, "10.00")]), number=int(uuid.uuid4().int % 900_000))
 
@@ -80,6 +95,7 @@ def test_the_last_unit_goes_to_exactly_one_of_many_orders_across_two_processes(
 ) -> None:
     sku = f"LAST-{uuid.uuid4().hex[:8]}"
     f.set_stock(db, sku, {"on_hand": 1, "reason": "the last one"}, STAFF)
+    wait_for(lambda: consumers(servers.amqp_url) == 2, what="both processes consuming the queue")
     streams = [new_order(sku) for _ in range(40)]
     publish_events(servers.amqp_url, [s.envelopes[0] for s in streams])
 
