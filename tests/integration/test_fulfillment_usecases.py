@@ -388,3 +388,18 @@ def test_oms_fulfillment_reconcile_reports_drift_and_fixes_it(db: Any, carrier: 
     assert fixed.exit_code == 0 and "fixed" in fixed.output
     assert level(db, mug) == (4, 1)
     assert runner.invoke(app, ["reconcile"]).exit_code == 0
+
+
+def test_a_parcel_that_comes_back_after_the_order_was_cancelled_is_only_put_back_on_hand(
+    db: Any, carrier: InMemoryCarrier
+) -> None:
+    mug = sku("MUG")
+    stock(db, mug, 2)
+    stream = placed(db, carrier, [(mug, 1, "10.00")])
+    s = f.create_shipment(db, stream.order_id, {"shipped": True}, STAFF)
+    deliver(db, carrier, stream, stream.move(Stage.cancelled))
+    assert f.get_shipment(db, s["id"])["status"] == "shipped"  # it had left: not cancelled
+    assert level(db, mug) == (1, 0)
+    f.edit_shipment(db, s["id"], {"status": "delivery_failed"}, STAFF)
+    assert level(db, mug) == (2, 0)
+    assert all(d["sku"] != mug for d in f.reconcile_stock(db)["drift"])

@@ -183,13 +183,16 @@ def consume(tx: Tx, o: domain.FulfillmentOrder, s: domain.Shipment, actor: Actor
 
 def put_back(tx: Tx, o: domain.FulfillmentOrder, s: domain.Shipment, actor: Actor, causation: str, why: str) -> None:
     """The parcel came back (delivery failed, or cancelled after hand-over): the units it took are on hand
-    again and reserved for the order again, so the re-shipment consumes them again."""
+    again and reserved for the order again, so the re-shipment consumes them again. An order closed meanwhile
+    (cancelled after the parcel left) gets nothing reserved: the units are only back on hand."""
+    closed = o.stage in domain.CLOSED_STAGES
     for c in sorted(s.consumed, key=lambda c: (c.sku, c.location)):
-        move_stock(tx, c.sku, c.location, c.quantity, c.quantity, reason=f"{s.number} {why}", actor=actor,
-                   causation=causation, order=o)
-        store.change_reservation(tx, o.order_id, c.line_id, c.sku, c.location, c.quantity)
-        o.reserved[c.line_id] = o.reserved.get(c.line_id, 0) + c.quantity
-    if s.consumed and o.reservation == "consumed":
+        move_stock(tx, c.sku, c.location, c.quantity, 0 if closed else c.quantity, reason=f"{s.number} {why}",
+                   actor=actor, causation=causation, order=o)
+        if not closed:
+            store.change_reservation(tx, o.order_id, c.line_id, c.sku, c.location, c.quantity)
+            o.reserved[c.line_id] = o.reserved.get(c.line_id, 0) + c.quantity
+    if s.consumed and o.reservation == "consumed" and not closed:
         o.reservation = "reserved"
     s.consumed = []
 
