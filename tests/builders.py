@@ -76,6 +76,8 @@ def order_placed(
                             line_total=quantize(Decimal(i.quantity) * i.unit_price, currency)) for i in cmd.items],
         currency=currency, totals=Totals.model_validate(asdict(totals)),
         payment_method=cmd.payment_method, placed_at=now,
+        shipping_address=(order_events.AddressData.model_validate(cmd.shipping_address.model_dump())
+                          if cmd.shipping_address else None),
     )
 
 

@@ -223,3 +223,121 @@ class InMemoryPaymentProvider(PaymentProvider):
             amount_captured=payment["amount_captured"], amount_refunded=payment["amount_refunded"],
             reference=payment["reference"], link_id=payment["link_id"], decline_code=payment["decline_code"],
         )
+
+
+# ------------------------------------------------------------------------------------------------ shipping carrier
+
+
+class InMemoryCarrier:
+    """A shipping carrier in memory, at the ``CarrierProvider`` port (``services.fulfillment.carrier``).
+
+    It keeps the sandbox carrier's rules that matter to the use cases: rates per service, a label per rate and
+    idempotency key (a retry replays the first label), voids refused once the parcel is in transit (or when
+    ``refuse_void`` is set), and tracking updates a test makes with :meth:`track`, which answers the
+    ``(body, headers)`` of a webhook to hand to ``handle_carrier_webhook`` (any number of times, in any order).
+    ``fail_next`` makes the next call fail as an outage.
+    """
+
+    SECRET = "in-memory-carrier"
+
+    def __init__(self) -> None:
+        from services.fulfillment.carrier import Label
+
+        self.labels: dict[str, Label] = {}
+        self.status: dict[str, str] = {}  # label id -> carrier tracking word
+        self.by_key: dict[str, str] = {}  # idempotency key -> label id
+        self.voided: list[str] = []
+        self.calls: list[tuple[str, str]] = []
+        self.fail_next: Exception | None = None
+        self.refuse_void = False
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+
+    def rates(self, request: Any) -> Any:
+        from datetime import date, timedelta
+
+        from services.fulfillment.carrier import Rate, Rates
+        from services.fulfillment.contracts.sandbox import CARRIER_NAME, SERVICES
+
+        self._maybe_fail()
+        self.calls.append(("rates", ""))
+        weight = sum(int(p["weight_grams"]) for p in request.packages)
+        out = []
+        for i, service in enumerate(SERVICES):
+            days = (5, 2, 1)[i % 3]
+            amount = (Decimal("4.50") + Decimal(i * 5) + Decimal(weight) / 1000).quantize(Decimal("0.01"))
+            out.append(Rate(rate_id=f"rate_{service}_{uuid.uuid4().hex[:8]}", carrier=CARRIER_NAME, service=service,
+                            amount=amount, currency=request.currency,
+                            estimated_delivery=date.today() + timedelta(days=days), transit_days=days))
+        return Rates(out)
+
+    def buy_label(self, rate_id: str, reference: str, idempotency_key: str) -> Any:
+        from services.fulfillment.carrier import CarrierError, Label
+        from services.fulfillment.contracts.sandbox import CARRIER_NAME
+
+        self._maybe_fail()
+        self.calls.append(("buy_label", idempotency_key))
+        if idempotency_key in self.by_key:
+            return self.labels[self.by_key[idempotency_key]]
+        if not rate_id.startswith("rate_"):
+            raise CarrierError(f"no rate {rate_id}", code="unknown_rate")
+        service = rate_id.split("_")[1]
+        lid = f"lbl_{uuid.uuid4().hex[:10]}"
+        tracking = f"SBX{uuid.uuid4().hex[:10].upper()}"
+        label = Label(label_id=lid, tracking_number=tracking, tracking_url=f"https://track.example/{tracking}",
+                      carrier=CARRIER_NAME, service=service, amount=Decimal("7.25"), currency="EUR")
+        self.labels[lid] = label
+        self.status[lid] = "label_created"
+        self.by_key[idempotency_key] = lid
+        return label
+
+    def label_pdf(self, label_id: str) -> bytes:
+        self._maybe_fail()
+        return b"%PDF-1.4\n% label " + label_id.encode() + b"\n%%EOF\n"
+
+    def void_label(self, label_id: str, idempotency_key: str) -> Any:
+        from services.fulfillment.carrier import VoidResult
+        from services.fulfillment.contracts.sandbox import VOIDABLE_TRACKING
+
+        self._maybe_fail()
+        self.calls.append(("void_label", idempotency_key))
+        if label_id in self.voided:
+            return VoidResult(True)
+        if self.refuse_void or self.status.get(label_id) not in VOIDABLE_TRACKING:
+            return VoidResult(False, "label_in_transit")
+        self.voided.append(label_id)
+        self.status[label_id] = "voided"
+        return VoidResult(True)
+
+    def track(self, tracking_number: str, carrier_status: str, *, description: str | None = None,
+              occurred_at: datetime | None = None, event_id: str | None = None) -> tuple[str, dict[str, str]]:
+        """The carrier's signed webhook for a tracking update: (body, headers)."""
+        label = next(lb for lb in self.labels.values() if lb.tracking_number == tracking_number)
+        self.status[label.label_id] = carrier_status
+        body = json.dumps({
+            "id": event_id or f"evt_{uuid.uuid4().hex[:12]}", "type": "tracking.updated",
+            "tracking_number": tracking_number, "label_id": label.label_id, "status": carrier_status,
+            "description": description, "location": None,
+            "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        })
+        return body, {"Carrier-Signature": f"secret={self.SECRET}"}
+
+    def verify_webhook(self, body: str, headers: dict[str, str]) -> Any:
+        from services.fulfillment.carrier import CarrierError, TrackingUpdate
+        from services.fulfillment.contracts.sandbox import TRACKING_STATUSES
+
+        if headers.get("Carrier-Signature") != f"secret={self.SECRET}":
+            raise CarrierError("bad signature", code="bad_signature")
+        data = json.loads(body)
+        return TrackingUpdate(
+            event_id=data["id"], label_id=data.get("label_id"), tracking_number=data["tracking_number"],
+            status=TRACKING_STATUSES[data["status"]], carrier_status=data["status"],
+            description=data.get("description"), location=data.get("location"),
+            occurred_at=datetime.fromisoformat(data["occurred_at"]), raw=data,
+        )
+
+    def close(self) -> None:
+        pass
