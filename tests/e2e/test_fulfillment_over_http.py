@@ -19,12 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from services.fulfillment.carrier.settings import DEV_API_KEY
 from tests.e2e.conftest import Payments, free_port, until
 from tests.processes import _process, service_process
 
 pytestmark = pytest.mark.e2e
 
+DEV_API_KEY = "sandbox-carrier-key"  # the sandbox carrier's development API key (OMS_CARRIER_API_KEY unset)
 ADDRESS = {"address": {"line1": "12 Parcel Lane", "city": "Berlin", "postal_code": "10115", "country": "DE"}}
 PACKAGES = [{"preset": "small_box", "weight_grams": 700}]
 
