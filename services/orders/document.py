@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from services.fulfillment.contracts.vocabulary import FulfillmentStatus
 from services.orders.contracts.schemas import Actor, Address, Channel, Customer, PaymentMethodChoice, Stage
 from services.orders.domain import HistoryRecord, LineItem, Order, StaffNote, Totals
 
@@ -78,6 +79,8 @@ def to_doc(order: Order) -> dict[str, Any]:
         "customer_note": order.customer_note,
         "customer_note_skipped": order.customer_note_skipped,
         "notes": [_note(n) for n in order.notes],
+        "fulfillment_status": order.fulfillment_status.value,
+        "shipments": [dict(s) for s in order.shipments],
         "test": order.test,
         "external_ref": order.external_ref,
         "placed_at": _time(order.placed_at),
@@ -159,6 +162,8 @@ def from_doc(d: dict[str, Any]) -> Order:
         customer_note=d.get("customer_note"),
         customer_note_skipped=bool(d.get("customer_note_skipped", False)),
         notes=tuple(_parse_note(n) for n in d.get("notes", ())),
+        fulfillment_status=FulfillmentStatus(d.get("fulfillment_status") or FulfillmentStatus.unfulfilled),
+        shipments=tuple(d.get("shipments") or ()),
         test=bool(d.get("test", False)),
         external_ref=d.get("external_ref"),
         placed_at=_required_time(d["placed_at"]),

@@ -2,7 +2,8 @@
 
 Orders keep each order's stage, customer, address, payment method and notes, its history and the order list;
 they place orders, move them through the stage machine and abandon the ones left incomplete. They publish
-``order.*`` events and subscribe to the ``payment.*`` and ``refund.*`` types they act on, in batches.
+``order.*`` events and subscribe to the ``payment.*``, ``refund.*`` and ``fulfillment.*`` types they act on, in
+batches (the stage follows the fulfillment status).
 """
 
 from __future__ import annotations
@@ -89,6 +90,12 @@ class OrdersService:
     @subscribe("payments", usecases.PAYMENT_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT)
     def on_payment_events(self, batch: list[tuple[Envelope, Any]]) -> None:
         usecases.handle_payment_events(self.db, [env for env, _data in batch])
+
+    @subscribe(
+        "fulfillment", usecases.FULFILLMENT_EVENT_TYPES, batch_size=EVENT_BATCH_SIZE, batch_wait=EVENT_BATCH_WAIT
+    )
+    def on_fulfillment_events(self, batch: list[tuple[Envelope, Any]]) -> None:
+        usecases.handle_fulfillment_events(self.db, [env for env, _data in batch])
 
     @timer(interval=get_settings().abandon_check_interval_seconds)
     def abandon_stale_orders(self) -> None:

@@ -356,6 +356,12 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     elif channels:
         where.append("channel = ANY(%s)")
         params.append(channels)
+    fulfillment = [f.value for f in query.fulfillment_status or ()]
+    if fulfillment and per_value is None:
+        per_value = ("fulfillment_status", fulfillment)
+    elif fulfillment:
+        where.append("fulfillment_status = ANY(%s)")
+        params.append(fulfillment)
     if per_value:
         where.append(f"{per_value[0]} = one.value")
     if query.placed_from:
@@ -383,15 +389,18 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         params.extend(params_q)
 
     desc = query.direction == "desc"
+    key_type = "timestamptz"
     if query.sort == "paid_at":
         key = f"coalesce(paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
+    elif query.sort == "fulfillment_status":
+        key, key_type = "fulfillment_status", "text"
     else:
         key = "placed_at"
     # The cursor names the sort AND the direction: a position in one ordering means nothing in another.
     ordering = f"{query.sort} {query.direction}"
     if query.cursor:
         after_key, after_number = _decode_cursor(query.cursor, ordering)
-        where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s::bigint)")
+        where.append(f"({key}, number) {'<' if desc else '>'} (%s::{key_type}, %s::bigint)")
         params.extend([after_key, after_number])
     way = "DESC" if desc else "ASC"
     page = (
@@ -436,3 +445,9 @@ def set_payment_projection(tx: Tx, order: Order, payment_status: str | None, pai
         "UPDATE orders SET payment_status = %s, paid_at = %s, doc = %s WHERE id = %s",
         (payment_status, paid_at, document.to_json(order), order.id),
     )
+
+
+def set_fulfillment_projection(tx: Tx, order: Order) -> None:
+    """Fulfillment owns the fulfillment status and the shipments; orders keep a copy in the document (the
+    ``fulfillment_status`` column is generated from it, for the list). Not a change of the order: no version."""
+    tx.execute("UPDATE orders SET doc = %s WHERE id = %s", (document.to_json(order), order.id))

@@ -55,8 +55,8 @@ def test_migrate_catalog_and_runtime_read_the_registry() -> None:
     for spec in registry.services():
         if spec.schema:
             assert (SHARED_MIGRATIONS in found[spec.schema]) == spec.backbone
-    assert set(event_modules()) == {"orders", "payments"}
-    assert {e.service for e in load_all().values()} == {"orders", "payments"}
+    assert set(event_modules()) == {"orders", "payments", "fulfillment"}
+    assert {e.service for e in load_all().values()} == {"orders", "payments", "fulfillment"}
     assert set(registry.nameko_classes()) == {"orders", "payments"}
 
 

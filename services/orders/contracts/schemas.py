@@ -38,6 +38,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from services.fulfillment.contracts.vocabulary import (
+    FulfillmentStatus,
+    ShipmentKind,
+    ShipmentStatus,
+    ShippingPoint,
+)
 from shared.errors import field_errors, field_path
 from shared.money import Amount, CurrencyCode, MoneyValue
 
@@ -369,16 +375,43 @@ class OrderSummary(_View):
     payment_authorized: bool = False
     paid_at: datetime | None = None
     test: bool = False
+    fulfillment_status: FulfillmentStatus = FulfillmentStatus.unfulfilled
     item_count: int
     placed_at: datetime
     updated_at: datetime
     version: int
 
 
+class ShipmentLineView(_View):
+    """Units of one order line in a shipment (``line_id``: the line's position in the order, from ``"1"``)."""
+
+    line_id: str
+    sku: str
+    quantity: int
+
+
+class ShipmentInfo(_View):
+    """A shipment of the order as the fulfillment service last reported it (its ``ShipmentSummary``)."""
+
+    shipment_id: UUID
+    number: str
+    kind: ShipmentKind
+    shipping_point: ShippingPoint
+    status: ShipmentStatus
+    carrier: str | None = None
+    service: str | None = None
+    tracking_number: str | None = None
+    tracking_url: str | None = None
+    expected_delivery: date | None = None
+    lines: list[ShipmentLineView] = Field(default_factory=list)
+
+
 class OrderDetail(OrderSummary):
-    """The order page: everything on the card plus items, address, notes, history and the moves allowed."""
+    """The order page: everything on the card plus items, address, shipments, notes, history and the moves
+    allowed."""
 
     items: list[LineItemView]
+    shipments: list[ShipmentInfo] = Field(default_factory=list)
     shipping_address: Address | None = None
     customer_note: str | None = None
     customer_note_skipped: bool = False
@@ -433,6 +466,16 @@ def _day_or_moment_schema(end_of_day: bool) -> WithJsonSchema:
     })
 
 
+def _comma_separated(value: Any) -> Any:
+    """``a,b`` (one query parameter) and ``a&...=b`` (repeated) both mean the list ``[a, b]``."""
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list):
+        return [part.strip() for v in value for part in (v.split(",") if isinstance(v, str) else [v])
+                if not isinstance(part, str) or part.strip()]
+    return value
+
+
 PlacedFrom = Annotated[AwareDatetime | None, _day_or_moment(False), _day_or_moment_schema(False)]
 PlacedTo = Annotated[AwareDatetime | None, _day_or_moment(True), _day_or_moment_schema(True)]
 
@@ -445,13 +488,19 @@ class OrderQuery(_Command):
 
     stage: list[Stage] | None = None
     channel: list[Channel] | None = None
+    fulfillment_status: Annotated[list[FulfillmentStatus] | None, BeforeValidator(_comma_separated)] = Field(
+        default=None, description="Fulfillment statuses, comma-separated or repeated (`unfulfilled,dispatched`)."
+    )
     placed_from: PlacedFrom = None
     placed_to: PlacedTo = None
     test: bool | None = None
     q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
         default=None, description="Order number (1001 or #1001), customer name, phone, e-mail or SKU."
     )
-    sort: Literal["placed_at", "paid_at"] = "placed_at"
+    sort: Literal["placed_at", "paid_at", "fulfillment_status"] = Field(
+        default="placed_at",
+        description="`placed_at`, `paid_at` (unpaid last) or `fulfillment_status` (by its name, then order number).",
+    )
     direction: Literal["asc", "desc"] = "desc"
     limit: Annotated[int, Field(ge=1, le=200)] = 50
     cursor: Annotated[str, StringConstraints(max_length=1000)] | None = None
@@ -474,6 +523,7 @@ __all__ = [
     "CurrencyCode",
     "Customer",
     "EditNote",
+    "FulfillmentStatus",
     "HistoryEntry",
     "LineItemIn",
     "LineItemView",
@@ -488,6 +538,8 @@ __all__ = [
     "SetAddress",
     "SetCustomerNote",
     "SetPaymentMethod",
+    "ShipmentInfo",
+    "ShipmentLineView",
     "Stage",
     "Totals",
     "field_errors",

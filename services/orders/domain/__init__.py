@@ -11,6 +11,7 @@ optimistic ``version`` check, writes the history entries and emits the events th
   automatic moves.
 * ``changes``: placing an order and every edit (address, payment, customer, notes, payment reports).
 * ``events``: each change mapped to the contract event it emits.
+* ``fulfillment``: the stage following the fulfillment status (``STAGE_FOLLOWS``), the out-of-stock hold.
 
 This package imports no I/O library (checked by the import contract in ``make test``).
 """
@@ -42,6 +43,15 @@ from services.orders.domain.changes import (
     set_customer_note,
     set_payment_method,
 )
+from services.orders.domain.fulfillment import (
+    FOLLOW_STAGES,
+    OUT_OF_STOCK,
+    STAGE_FOLLOWS,
+    follow_fulfillment,
+    hold_out_of_stock,
+    project_fulfillment,
+    stage_path,
+)
 from services.orders.domain.machine import (
     TIMER_ONLY,
     Outcome,
@@ -60,6 +70,7 @@ from services.orders.domain.machine import (
 from services.orders.domain.model import (
     ABANDON_TIMER,
     AUTO_CONFIRM,
+    FULFILLMENT,
     PAYMENTS,
     SYSTEM,
     HistoryRecord,
@@ -77,10 +88,14 @@ __all__ = [
     "AUTO_CONFIRM",
     "CANCELLABLE",
     "FINAL",
+    "FOLLOW_STAGES",
+    "FULFILLMENT",
     "INITIAL_PAYMENT_STATUS",
+    "OUT_OF_STOCK",
     "PAYMENTS",
     "RESUMABLE_STAGES",
     "SHIPPED_STAGES",
+    "STAGE_FOLLOWS",
     "STAGE_DESCRIPTIONS",
     "STAGE_LABELS",
     "SYSTEM",
@@ -107,16 +122,20 @@ __all__ = [
     "delete_note",
     "display_number",
     "edit_note",
+    "follow_fulfillment",
+    "hold_out_of_stock",
     "is_abandonable",
     "new_order",
     "order_number_from_search",
     "payment_known",
+    "project_fulfillment",
     "project_payment",
     "record",
     "set_address",
     "set_customer_note",
     "set_payment_method",
     "should_auto_confirm",
+    "stage_path",
     "status_machine_table",
     "transition",
 ]

@@ -10,13 +10,14 @@ maps them to the contract's views, ``domain.events`` to the contract's events. T
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 from uuid import UUID
 
+from services.fulfillment.contracts.vocabulary import FulfillmentStatus
 from services.orders.contracts.schemas import Actor, Address, Channel, Customer, PaymentMethodChoice, Stage
 from shared.money import quantize
 
@@ -99,6 +100,10 @@ class Order:
     customer_note: str | None = None
     customer_note_skipped: bool = False
     notes: tuple[StaffNote, ...] = ()
+    # The fulfillment service owns these; orders keep a copy (list filter and sort, the order page).
+    fulfillment_status: FulfillmentStatus = FulfillmentStatus.unfulfilled
+    shipments: tuple[Mapping[str, Any], ...] = ()
+    """The order's shipments as fulfillment summarises them (its contract's ``ShipmentSummary`` as JSON)."""
     test: bool = False
     external_ref: str | None = None
     placed_at: datetime
@@ -161,3 +166,5 @@ ABANDON_TIMER = Actor(type="system", id="abandon-timer", name="Abandonment timer
 AUTO_CONFIRM = Actor(type="system", id="auto-confirm", name="Automatic confirmation")
 PAYMENTS = Actor(type="system", id="payments", name="Payments service")
 """Who the history names for what the payments service reported (refunds, voids, ledger alerts)."""
+FULFILLMENT = Actor(type="system", id="fulfillment", name="Fulfillment service")
+"""Who the history names for the stage moves and holds that follow the fulfillment service's reports."""

@@ -6,6 +6,7 @@
 * ``queries``: one order's detail, the order list, the stage machine;
 * ``abandonment``: the timer's job, placed orders without address or payment become abandoned;
 * ``payment_events``: reacting to the payments service's events, a table of handlers by event model;
+* ``fulfillment_events``: the same for the fulfillment service's (the stage follows the fulfillment status);
 * ``common``: saving order, history and events in one transaction, the automatic confirmation, the detail;
 * ``views``: answers built by the contract's models.
 
@@ -25,6 +26,13 @@ from services.orders.usecases.changes import (
     set_payment_method,
     transition,
 )
+from services.orders.usecases.fulfillment_events import (
+    FULFILLMENT_EVENT_HANDLERS,
+    FULFILLMENT_EVENT_TYPES,
+    apply_fulfillment_event,
+    handle_fulfillment_event,
+    handle_fulfillment_events,
+)
 from services.orders.usecases.payment_events import (
     PAYMENT_EVENT_HANDLERS,
     PAYMENT_EVENT_TYPES,
@@ -36,16 +44,21 @@ from services.orders.usecases.placement import place_order, place_orders
 from services.orders.usecases.queries import get_order, list_orders, status_machine
 
 __all__ = [
+    "FULFILLMENT_EVENT_HANDLERS",
+    "FULFILLMENT_EVENT_TYPES",
     "PAYMENT_EVENT_HANDLERS",
     "PAYMENT_EVENT_TYPES",
     "abandon_stale_orders",
     "add_note",
+    "apply_fulfillment_event",
     "apply_payment_event",
     "change",
     "change_customer",
     "delete_note",
     "edit_note",
     "get_order",
+    "handle_fulfillment_event",
+    "handle_fulfillment_events",
     "handle_payment_event",
     "handle_payment_events",
     "list_orders",

@@ -17,6 +17,7 @@ from services.orders.contracts.schemas import (
     OrderDetail,
     OrderPage,
     OrderSummary,
+    ShipmentInfo,
     Totals,
 )
 from services.orders.domain import HistoryRecord, Order, StaffNote, allowed_targets
@@ -43,6 +44,7 @@ def _summary_fields(order: Order) -> dict[str, Any]:
         "payment_authorized": order.payment_authorized,
         "paid_at": order.paid_at,
         "test": order.test,
+        "fulfillment_status": order.fulfillment_status,
         "item_count": order.item_count,
         "placed_at": order.placed_at,
         "updated_at": order.updated_at,
@@ -92,6 +94,7 @@ def order_detail(
             for i in order.items
         ],
         shipping_address=order.shipping_address,
+        shipments=[ShipmentInfo.model_validate(s) for s in order.shipments],
         customer_note=order.customer_note,
         customer_note_skipped=order.customer_note_skipped,
         notes=[note_view(n) for n in order.notes if include_deleted_notes or not n.deleted],
