@@ -209,6 +209,7 @@ def compose_problems(compose: dict[str, Any], settings: set[str], raw_text: str 
         if infra in services and "healthcheck" not in services[infra]:
             problems.append(f"compose service {infra!r}: no healthcheck")
     problems += card_payment_problems(services)
+    problems += carrier_problems(services)
 
     for var in re.findall(r"\$\{?(OMS_[A-Z0-9_]+)", raw_text):
         if var not in settings:
@@ -243,6 +244,38 @@ def card_payment_problems(services: dict[str, Any]) -> list[str]:
         problems.append(f"compose: payments and sandbox-provider need the same OMS_SANDBOX_WEBHOOK_SECRET: {secrets}")
     elif not str(secrets["payments"]).startswith("${OMS_SANDBOX_WEBHOOK_SECRET"):
         problems.append("compose: OMS_SANDBOX_WEBHOOK_SECRET is committed in the file; take it from the environment")
+    return problems
+
+
+def carrier_problems(services: dict[str, Any]) -> list[str]:
+    """Shipping works between containers: fulfillment reaches the sandbox carrier, which listens on every
+    interface and delivers its tracking webhooks to the gateway; both use the same API key and webhook secret,
+    taken from the environment (never a value committed in the file)."""
+    from services.fulfillment.contracts.sandbox import WEBHOOK_PATH
+
+    by_target = {run_target(s.get("command")): n for n, s in services.items() if isinstance(s, dict)}
+    names = {t: by_target.get(t) for t in ("fulfillment", "sandbox-carrier", "gateway")}
+    if None in names.values():
+        return []  # reported above as a missing service
+    env = {t: env_dict(services[n].get("environment")) for t, n in names.items()}
+    problems: list[str] = []
+    carrier, fulfillment, gateway = env["sandbox-carrier"], env["fulfillment"], env["gateway"]
+    if carrier.get("OMS_SANDBOX_CARRIER_HOST") != "0.0.0.0":
+        problems.append("compose sandbox-carrier: OMS_SANDBOX_CARRIER_HOST must be 0.0.0.0 (other containers call it)")
+    url = urlsplit(str(fulfillment.get("OMS_CARRIER_URL", "")))
+    if (url.hostname, str(url.port)) != (names["sandbox-carrier"], str(carrier.get("OMS_SANDBOX_CARRIER_PORT"))):
+        problems.append(f"compose fulfillment: OMS_CARRIER_URL {url.geturl()!r} is not the sandbox carrier")
+    hook = urlsplit(str(carrier.get("OMS_SANDBOX_CARRIER_WEBHOOK_URL", "")))
+    gateway_endpoint = (names["gateway"], str(gateway.get("OMS_HTTP_PORT")), WEBHOOK_PATH)
+    if (hook.hostname, str(hook.port), hook.path) != gateway_endpoint:
+        problems.append(f"compose sandbox-carrier: OMS_SANDBOX_CARRIER_WEBHOOK_URL {hook.geturl()!r} is not the "
+                        "gateway's")
+    for var in ("OMS_CARRIER_API_KEY", "OMS_CARRIER_WEBHOOK_SECRET"):
+        values = {t: env[t].get(var) for t in ("fulfillment", "sandbox-carrier")}
+        if None in values.values() or len(set(values.values())) != 1:
+            problems.append(f"compose: fulfillment and sandbox-carrier need the same {var}: {values}")
+        elif not str(values["fulfillment"]).startswith(f"${{{var}"):
+            problems.append(f"compose: {var} is committed in the file; take it from the environment")
     return problems
 
 
@@ -837,7 +870,34 @@ def _c_different_secrets(c: dict[str, Any]) -> None:
     c["services"]["payments"]["environment"]["OMS_SANDBOX_WEBHOOK_SECRET"] = "${OMS_SANDBOX_WEBHOOK_SECRET_2}"
 
 
+def _c_carrier_on_loopback(c: dict[str, Any]) -> None:
+    c["services"]["sandbox-carrier"]["environment"]["OMS_SANDBOX_CARRIER_HOST"] = "127.0.0.1"
+
+
+def _c_carrier_on_localhost(c: dict[str, Any]) -> None:
+    c["services"]["fulfillment"]["environment"]["OMS_CARRIER_URL"] = "http://127.0.0.1:8091"
+
+
+def _c_carrier_webhooks_to_payments(c: dict[str, Any]) -> None:
+    env = c["services"]["sandbox-carrier"]["environment"]
+    env["OMS_SANDBOX_CARRIER_WEBHOOK_URL"] = "http://gateway:8080/api/v1/payments/webhooks/sandbox"
+
+
+def _c_committed_carrier_secret(c: dict[str, Any]) -> None:
+    for svc in ("fulfillment", "sandbox-carrier"):
+        c["services"][svc]["environment"]["OMS_CARRIER_WEBHOOK_SECRET"] = "s3cret"
+
+
+def _c_different_carrier_keys(c: dict[str, Any]) -> None:
+    c["services"]["fulfillment"]["environment"]["OMS_CARRIER_API_KEY"] = "${OMS_CARRIER_API_KEY_2}"
+
+
 COMPOSE_MUTATIONS = [
+    _c_carrier_on_loopback,
+    _c_carrier_on_localhost,
+    _c_carrier_webhooks_to_payments,
+    _c_committed_carrier_secret,
+    _c_different_carrier_keys,
     _c_sandbox_on_loopback,
     _c_webhooks_to_itself,
     _c_provider_on_localhost,
@@ -896,7 +956,8 @@ def test_compose_config_cli() -> None:
     cli = _compose_cli()
     if cli is None:
         pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    env = {**os.environ, "OMS_SANDBOX_WEBHOOK_SECRET": "whsec_c2VjcmV0"}
+    env = {**os.environ, "OMS_SANDBOX_WEBHOOK_SECRET": "whsec_c2VjcmV0", "OMS_CARRIER_API_KEY": "key",
+           "OMS_CARRIER_WEBHOOK_SECRET": "secret"}
     result = subprocess.run(
         [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
     )

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import orders, payments, system
+from services.gateway.routes import fulfillment, orders, payments, system
 
-ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *orders.ROUTERS, *payments.ROUTERS)
+ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *orders.ROUTERS, *payments.ROUTERS, *fulfillment.ROUTERS)
