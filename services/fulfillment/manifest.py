@@ -1,14 +1,16 @@
 """The fulfillment service, as the registry knows it (see ``shared.registry`` and docs/adding-a-service.md).
 
 Its README sections are the two tables of ``contracts.vocabulary`` (the fulfillment rules and the shipment
-status machine); its ``oms fulfillment`` commands are the service's own tools (``reconcile``).
+status machine); its ``oms fulfillment`` commands are the service's own tools (``reconcile``). Besides the Nameko
+service it declares the sandbox carrier, a development-only process that ``oms run`` starts so carrier
+fulfilment works on a developer machine (compose runs it as ``sandbox-carrier``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shared.registry import ServiceSpec
+from shared.registry import Process, ServiceSpec
 
 SERVICE = ServiceSpec(
     name="fulfillment",
@@ -23,6 +25,14 @@ SERVICE = ServiceSpec(
         "shipment-status": "services.fulfillment.manifest:shipment_status_table",
     },
     cli="services.fulfillment.cli:app",
+    processes=(
+        Process(
+            "sandbox-carrier",
+            ("-m", "services.fulfillment.carrier.sandbox"),
+            development_only=True,
+            settings="services.fulfillment.carrier.settings:CarrierSandboxSettings",
+        ),
+    ),
 )
 
 _LEVEL = {"none": "none", "some": "some", "all": "all"}
