@@ -230,6 +230,9 @@ def bench_everything(
 
             if "raw" in parts:
                 _raw_part(report, settings, levels, seconds, raw_seconds, messages, use_wrk, step, done)
+            if "place" in parts or "pay" in parts:
+                step("stock: every catalog SKU, so fulfillment reserves each order's units")
+                _stock_catalog(report, base, key)
             if "place" in parts:
                 _place_part(report, watched, base, key, levels, seconds, use_wrk, step, done)
             if "pay" in parts:
@@ -297,6 +300,23 @@ def _load_dict(result: bench_load.LoadResult) -> dict[str, Any]:
     out = {k: v for k, v in asdict(result).items() if k != "latencies"}
     out["rate"] = result.rate
     return out
+
+
+def _stock_catalog(report: Report, base: str, key: str) -> None:
+    """Give every SKU the load generator orders a large stock level: fulfillment then reserves every order's
+    units at placement (a conditional update and a movement per line), as in a real shop, instead of skipping
+    untracked SKUs."""
+    import httpx
+
+    from oms.cli.demo import CATALOG
+
+    body = {"on_hand": 100_000_000, "reason": "oms bench: stock for the load"}
+    try:
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as api:
+            for sku, _name, _price in CATALOG:
+                api.put(f"/api/v1/stock/{sku}", json=body).raise_for_status()
+    except httpx.HTTPError as exc:
+        report.notes.append(f"stock not set (is fulfillment running?): {exc!r}; its SKUs are not tracked")
 
 
 def _place_part(
