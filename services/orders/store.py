@@ -356,6 +356,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     elif channels:
         where.append("channel = ANY(%s)")
         params.append(channels)
+    per_value_at = len(params)  # where the value list goes when it is a plain condition
     if per_value:
         where.append(f"{per_value[0]} = one.value")
     if query.placed_from:
@@ -368,19 +369,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         where.append("test = %s")
         params.append(query.test)
     if query.q:
-        number = order_number_from_search(query.q)
-        needle = query.q.strip().lower()
-        digits = re.sub(r"\D", "", needle)
-        alternatives = ["search_text LIKE %s"]
-        params_q: list[Any] = [f"%{_escape_like(needle)}%"]
-        if digits and len(digits) >= 3 and digits != needle:
-            alternatives.append("search_text LIKE %s")
-            params_q.append(f"%{digits}%")
-        if number is not None:
-            alternatives.append("number = %s")
-            params_q.append(number)
-        where.append("(" + " OR ".join(alternatives) + ")")
-        params.extend(params_q)
+        where.append(_search_condition(query.q, params))
 
     desc = query.direction == "desc"
     if query.sort == "paid_at":
@@ -394,23 +383,46 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         where.append(f"({key}, number) {'<' if desc else '>'} (%s::timestamptz, %s::bigint)")
         params.extend([after_key, after_number])
     way = "DESC" if desc else "ASC"
-    page = (
-        f"SELECT doc, {key} AS sort_key, number FROM orders"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {key} {way}, number {way} LIMIT %s"
-    )
-    params.append(query.limit + 1)
-    if per_value:
+    if query.sort == "paid_at" and query.placed_from is not None:
+        # A placement-date range sorted by payment date: no index orders one within a range of the other,
+        # and walking the payment-date index while filtering on the placement date reads every order paid
+        # before (asc) or after (desc) the range's first match - most of the table for a month a year ago.
+        # So the range's keys are read off orders_placed_cover (index-only: it carries the payment date and
+        # the filterable columns), sorted, and only the page's rows are read. MATERIALIZED keeps Postgres
+        # from turning it back into the walk. Its cost grows with the range (the month ~41k entries at 1M
+        # orders); a range open to the past is left to the walk (it matches most of what it walks when
+        # ascending) - see bench/RESULTS.md.
+        if per_value:
+            where[where.index(f"{per_value[0]} = one.value")] = f"{per_value[0]} = ANY(%s)"
+            params.insert(per_value_at, per_value[1])
         sql = (
-            "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
-            f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
-            f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+            f"WITH r AS MATERIALIZED (SELECT number, {key} AS sort_key FROM orders WHERE {' AND '.join(where)}), "
+            f"p AS (SELECT number, sort_key FROM r ORDER BY sort_key {way}, number {way} LIMIT %s) "
+            "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
+            f"ORDER BY p.sort_key {way}, p.number {way}"
         )
-        params = [per_value[1], *params, query.limit + 1]
+        params.append(query.limit + 1)
     else:
-        sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
+        page = (
+            f"SELECT doc, {key} AS sort_key, number FROM orders"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY {key} {way}, number {way} LIMIT %s"
+        )
+        params.append(query.limit + 1)
+        if per_value:
+            sql = (
+                "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
+                f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
+                f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+            )
+            params = [per_value[1], *params, query.limit + 1]
+        else:
+            sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
     try:
-        rows = tx.execute(sql, params).fetchall()
+        # Planned at every execution (prepare=False): the right plan depends on the values (how common a
+        # search term is, how wide a date range), and the generic plan psycopg's prepared statement settles
+        # on after five executions guesses them (a common word's search went from 1 ms to 1.8 s at 1M).
+        rows = tx.execute(sql, params, prepare=False).fetchall()
     except psycopg.errors.DataError:
         if not query.cursor:
             raise
@@ -424,6 +436,43 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     orders = [document.from_json(r["doc"]) for r in rows]
     next_cursor = _encode_cursor(ordering, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
     return orders, next_cursor
+
+
+# The search index's form of the search text (migration 0004's ``search_key``): separators become upper-case
+# letters, which the lower-cased search text never contains, so pg_trgm keeps an SKU or an e-mail address one
+# word (it splits words at anything but letters and digits) and the mapping is one-to-one: a pattern matches
+# the translated text exactly when the untranslated pattern matches the search text.
+_SEARCH_KEY = str.maketrans(" .@-_", "JZXQW")
+_PHONE_LIKE = re.compile(r"[\d\s+()./-]+")
+
+
+def _search_condition(q: str, params: list[Any]) -> str:
+    """``q`` as a substring of the search text (or a phone number's digits, or an order number).
+
+    The substring test is ``search_key(search_text) LIKE`` the translated pattern: exact, and served by the
+    trigram index. For an e-mail address the index is asked only for the part up to the ``@`` and the whole
+    address is checked on the rows it finds: every address at a domain shares its trigrams (``exa``,
+    ``com``, ...), whose long lists of rows cost more to read (24 ms at 1M orders) than they narrow.
+    """
+    number = order_number_from_search(q)
+    needle = q.strip().lower()
+    digits = re.sub(r"\D", "", needle)
+    at = needle.find("@")
+    if at >= 3:
+        alternatives = ["(search_key(search_text) LIKE %s AND search_text LIKE %s)"]
+        params.extend([f"%{_escape_like(needle[: at + 1].translate(_SEARCH_KEY))}%", f"%{_escape_like(needle)}%"])
+    else:
+        alternatives = ["search_key(search_text) LIKE %s"]
+        params.append(f"%{_escape_like(needle.translate(_SEARCH_KEY))}%")
+    # A phone number as typed (spaces, dashes, a leading +) is also found by its digits; the digits inside an
+    # e-mail address or an SKU are not a phone number (they made an address match every phone with "536").
+    if len(digits) >= 3 and digits != needle and _PHONE_LIKE.fullmatch(needle):
+        alternatives.append("search_key(search_text) LIKE %s")
+        params.append(f"%{digits}%")
+    if number is not None:
+        alternatives.append("number = %s")
+        params.append(number)
+    return "(" + " OR ".join(alternatives) + ")"
 
 
 def _escape_like(text: str) -> str:
