@@ -11,6 +11,16 @@
 CREATE INDEX orders_placed_cover ON orders (placed_at, number) INCLUDE (paid_at, stage, channel, test);
 DROP INDEX orders_placed;
 
+-- "Placed before a date", latest payment first: `store.list_orders` reads the orders placed in the last two
+-- weeks before the date, and their page's last payment date t bounds the rest: an older order can only come
+-- before t if it waited longer than (t - the two weeks' start) for its payment. Those few are found here.
+-- Orders without a payment have no entry (a placement costs nothing; a payment one entry).
+CREATE INDEX orders_paid_delay ON orders ((paid_at - placed_at)) WHERE paid_at IS NOT NULL;
+-- Postgres estimates a condition on an expression from the statistics of an index on it only when the index
+-- is not partial; without these it guessed a third of all orders waited that long and read the whole
+-- placement-date index instead (35 ms at 1M, instead of well under 1).
+CREATE STATISTICS orders_paid_delay_stats ON (paid_at - placed_at) FROM orders;
+
 -- Search: pg_trgm splits text into words at every character that is not a letter or digit, so
 -- `mug-navy-xs` was looked up as the three common words mug, navy and xs (16,533 candidate rows read and
 -- rechecked for 3,351 matches) and an e-mail address as its name parts plus `example`, `com`. Indexing the
