@@ -340,6 +340,9 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     ``archived`` (half the orders, all of them old) it walks the whole-table index newest first and filters,
     reading 40,000 newer orders before the first archived one. Inside the ``LATERAL`` the value is a
     parameter, so the per-stage index is used whatever the stage.
+
+    Sorted by payment date within a placement-date range, the range is read and sorted instead, or for
+    "placed before" a date bounded by the orders placed just before it (migration 0004; see below).
     """
     where: list[str] = []
     params: list[Any] = []

@@ -23,11 +23,12 @@ CREATE STATISTICS orders_paid_delay_stats ON (paid_at - placed_at) FROM orders;
 
 -- Search: pg_trgm splits text into words at every character that is not a letter or digit, so
 -- `mug-navy-xs` was looked up as the three common words mug, navy and xs (16,533 candidate rows read and
--- rechecked for 3,351 matches) and an e-mail address as its name parts plus `example`, `com`. Indexing the
--- search text with its separators turned into letters keeps `mug-navy-xs` one word whose trigrams
--- (`ugq`, `gqn`, `yqx`, ...) hardly occur elsewhere. The index only finds candidates: `store.list_orders`
--- still checks `search_text LIKE` on each, so what matches is unchanged. `search_key` is that one
--- expression, named so the index and the query cannot drift apart.
+-- rechecked for 3,351 matches) and an e-mail address as its name parts plus `example` and `com`, whose
+-- trigrams every address has. `search_key` turns the separators into upper-case letters: pg_trgm then keeps
+-- `mug-navy-xs` one word whose trigrams (`ugq`, `gqn`, `yqx`, ...) hardly occur elsewhere. The search text is
+-- lower case, so the mapping is one-to-one and `search_key(search_text) LIKE search_key(pattern)` matches
+-- exactly what `search_text LIKE pattern` did (`store._search_condition`). It replaces the old index: one
+-- trigram index per order as before.
 CREATE FUNCTION search_key(search_text text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT translate($1, ' .@-_', 'JZXQW') $$;
