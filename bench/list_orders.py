@@ -46,9 +46,9 @@ class Recorder:
         self.conn = conn
         self.last: tuple[str, Any] = ("", None)
 
-    def execute(self, sql: str, params: Any = None) -> Any:
+    def execute(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
         self.last = (sql, params)
-        return self.conn.execute(sql, params)
+        return self.conn.execute(sql, params, **kwargs)
 
 
 @dataclass

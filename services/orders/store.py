@@ -11,7 +11,7 @@ import base64
 import json
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -340,6 +340,9 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     ``archived`` (half the orders, all of them old) it walks the whole-table index newest first and filters,
     reading 40,000 newer orders before the first archived one. Inside the ``LATERAL`` the value is a
     parameter, so the per-stage index is used whatever the stage.
+
+    Sorted by payment date within a placement-date range, the range is read and sorted instead, or for
+    "placed before" a date bounded by the orders placed just before it (migration 0004; see below).
     """
     where: list[str] = []
     params: list[Any] = []
@@ -362,6 +365,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     elif fulfillment:
         where.append("fulfillment_status = ANY(%s)")
         params.append(fulfillment)
+    per_value_at = len(params)  # where the value list goes when it is a plain condition
     if per_value:
         where.append(f"{per_value[0]} = one.value")
     if query.placed_from:
@@ -374,19 +378,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         where.append("test = %s")
         params.append(query.test)
     if query.q:
-        number = order_number_from_search(query.q)
-        needle = query.q.strip().lower()
-        digits = re.sub(r"\D", "", needle)
-        alternatives = ["search_text LIKE %s"]
-        params_q: list[Any] = [f"%{_escape_like(needle)}%"]
-        if digits and len(digits) >= 3 and digits != needle:
-            alternatives.append("search_text LIKE %s")
-            params_q.append(f"%{digits}%")
-        if number is not None:
-            alternatives.append("number = %s")
-            params_q.append(number)
-        where.append("(" + " OR ".join(alternatives) + ")")
-        params.extend(params_q)
+        where.append(_search_condition(query.q, params))
 
     desc = query.direction == "desc"
     key_type = "timestamptz"
@@ -398,28 +390,94 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         key = "placed_at"
     # The cursor names the sort AND the direction: a position in one ordering means nothing in another.
     ordering = f"{query.sort} {query.direction}"
+    # Sorted by payment date within a placement-date range: the range read and sorted, or, for "placed
+    # before" newest payment first without a stage or channel, the range near its end bounding the rest.
+    by_paid_in_range = query.sort == "paid_at" and (
+        query.placed_from is not None or (desc and query.placed_to is not None and not per_value)
+    )
+    if per_value and by_paid_in_range:
+        # The plans for a date range filter the list of values in one read (see below).
+        where[where.index(f"{per_value[0]} = one.value")] = f"{per_value[0]} = ANY(%s)"
+        params.insert(per_value_at, per_value[1])
     if query.cursor:
         after_key, after_number = _decode_cursor(query.cursor, ordering)
-        where.append(f"({key}, number) {'<' if desc else '>'} (%s::{key_type}, %s::bigint)")
+        if per_value and not by_paid_in_range and after_key in ("infinity", "-infinity"):
+            # Past the last paid order, Postgres expects no order at all after the cursor, for any index, and
+            # took the whole-table one: page 2 of stage=placed + q=nakamura by payment date filtered 78k
+            # unpaid orders of other stages (140 ms at 1M). With the walked index's leading column in the
+            # comparison only the per-value index can serve it. Not for a finite position: there the same
+            # comparison turned channel=whatsapp + q=priya's page 2 into a bitmap read of every match
+            # (12 -> 150-400 ms).
+            where.append(f"({per_value[0]}, {key}, number) {'<' if desc else '>'} "
+                         f"(one.value, %s::{key_type}, %s::bigint)")
+        else:
+            where.append(f"({key}, number) {'<' if desc else '>'} (%s::{key_type}, %s::bigint)")
         params.extend([after_key, after_number])
     way = "DESC" if desc else "ASC"
-    page = (
-        f"SELECT doc, {key} AS sort_key, number FROM orders"
-        + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {key} {way}, number {way} LIMIT %s"
-    )
-    params.append(query.limit + 1)
-    if per_value:
+    n = query.limit + 1
+    if by_paid_in_range and query.placed_from is not None:
+        # A placement-date range sorted by payment date: no index orders one within a range of the other,
+        # and walking the payment-date index while filtering on the placement date reads every order paid
+        # before (asc) or after (desc) the range's first match - most of the table for a month a year ago
+        # (0.4-0.8 s at 1M). So the range's keys are read off orders_placed_cover (index-only: it carries the
+        # payment date and the filterable columns), sorted, and only the page's rows are read; MATERIALIZED
+        # keeps Postgres from turning it back into the walk. The cost grows with the range: ~10 ms for a
+        # month at 1M orders (41k entries), ~150 ms for a year. "Placed before" a date: see below.
         sql = (
-            "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
-            f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
-            f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+            f"WITH r AS MATERIALIZED (SELECT number, {key} AS sort_key FROM orders WHERE {' AND '.join(where)}), "
+            f"p AS (SELECT number, sort_key FROM r ORDER BY sort_key {way}, number {way} LIMIT %s) "
+            "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
+            f"ORDER BY p.sort_key {way}, p.number {way}"
         )
-        params = [per_value[1], *params, query.limit + 1]
+        params.append(n)
+    elif by_paid_in_range and (bound := _placed_before_bound(tx, query, key, where, params)) is not None:
+        # Placed before a date, latest payment first: the walk down the payment-date index skips everything
+        # placed after the date and paid since (half the table for "before a year ago", 0.5-1 s).
+        # ``_placed_before_bound`` read the page among the orders placed in the _NEAR before the date; its
+        # last payment date t bounds the rest: an older order comes before t only if it waited longer than
+        # t - (date - _NEAR) for its payment, and those few are found through orders_paid_delay. Two round
+        # trips: with t as a constant (not a value computed inside the statement) Postgres sees how few
+        # orders waited that long and reads that index; it cannot for a value it does not know.
+        near_numbers, t, start = bound
+        sql = (
+            f"WITH p AS (SELECT number, {key} AS sort_key FROM orders WHERE number = ANY(%s) "
+            f"UNION ALL SELECT number, {key} AS sort_key FROM orders WHERE paid_at IS NOT NULL "
+            "AND paid_at - placed_at >= %s AND paid_at >= %s AND placed_at < %s AND " + " AND ".join(where)
+            + " ORDER BY sort_key DESC, number DESC LIMIT %s) "
+            "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
+            "ORDER BY p.sort_key DESC, p.number DESC"
+        )
+        params = [near_numbers, t - start, t, start, *params, n]
     else:
-        sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
+        page = (
+            f"SELECT doc, {key} AS sort_key, number FROM orders"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + f" ORDER BY {key} {way}, number {way} LIMIT %s"
+        )
+        params.append(n)
+        if per_value:
+            sql = (
+                "SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number "
+                f"FROM unnest(%s::text[]) AS one(value) CROSS JOIN LATERAL ({page}) p "
+                f"ORDER BY p.sort_key {way}, p.number {way} LIMIT %s"
+            )
+            params = [per_value[1], *params, n]
+        else:
+            sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
+    rows = _fetch(tx, query, sql, params)
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    orders = [document.from_json(r["doc"]) for r in rows]
+    next_cursor = _encode_cursor(ordering, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
+    return orders, next_cursor
+
+
+def _fetch(tx: Tx, query: OrderQuery, sql: str, params: Sequence[Any]) -> list[Any]:
     try:
-        rows = tx.execute(sql, params).fetchall()
+        # Planned at every execution (prepare=False): the right plan depends on the values (how common a
+        # search term is, how wide a date range), and the generic plan psycopg's prepared statement settles
+        # on after five executions guesses them (a common word's search went from 1 ms to 1.8 s at 1M).
+        return tx.execute(sql, params, prepare=False).fetchall()
     except psycopg.errors.DataError:
         if not query.cursor:
             raise
@@ -428,11 +486,66 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
             "The cursor is not one this API returned.",
             errors=[field_error("cursor", "malformed cursor (bad position)", "malformed_cursor", "query")],
         ) from None
-    more = len(rows) > query.limit
-    rows = rows[: query.limit]
-    orders = [document.from_json(r["doc"]) for r in rows]
-    next_cursor = _encode_cursor(ordering, rows[-1]["sort_key"], rows[-1]["number"]) if more and rows else None
-    return orders, next_cursor
+
+
+def _placed_before_bound(
+    tx: Tx, query: OrderQuery, key: str, where: list[str], params: list[Any]
+) -> tuple[list[int], datetime, datetime] | None:
+    """For "placed before" a date, newest payment first: the page among the orders placed in the ``_NEAR``
+    before the date (read off orders_placed_cover and sorted), as (numbers, the page's last payment date, the
+    near range's start); None when they do not hold a whole page of paid orders (then the walk it is)."""
+    assert query.placed_to is not None
+    start = query.placed_to - _NEAR
+    near = _fetch(
+        tx,
+        query,
+        f"WITH r AS MATERIALIZED (SELECT number, paid_at, {key} AS sort_key FROM orders "
+        "WHERE placed_at >= %s AND " + " AND ".join(where) + ") "
+        "SELECT number, paid_at FROM r ORDER BY sort_key DESC, number DESC LIMIT %s",
+        [start, *params, query.limit + 1],
+    )
+    if len(near) <= query.limit or near[-1]["paid_at"] is None:
+        return None
+    return [r["number"] for r in near], near[-1]["paid_at"], start
+
+
+# The search index's form of the search text (migration 0004's ``search_key``): separators become upper-case
+# letters, which the lower-cased search text never contains, so pg_trgm keeps an SKU or an e-mail address one
+# word (it splits words at anything but letters and digits) and the mapping is one-to-one: a pattern matches
+# the translated text exactly when the untranslated pattern matches the search text.
+_SEARCH_KEY = str.maketrans(" .@-_", "JZXQW")
+# How far before a "placed before" date the payment-date plan looks for its bound (see ``list_orders``).
+_NEAR = timedelta(days=14)
+_PHONE_LIKE = re.compile(r"[\d\s+()./-]+")
+
+
+def _search_condition(q: str, params: list[Any]) -> str:
+    """``q`` as a substring of the search text (or a phone number's digits, or an order number).
+
+    The substring test is ``search_key(search_text) LIKE`` the translated pattern: exact, and served by the
+    trigram index. For an e-mail address the index is asked only for the part up to the ``@`` and the whole
+    address is checked on the rows it finds: every address at a domain shares its trigrams (``exa``,
+    ``com``, ...), whose long lists of rows cost more to read (24 ms at 1M orders) than they narrow.
+    """
+    number = order_number_from_search(q)
+    needle = q.strip().lower()
+    digits = re.sub(r"\D", "", needle)
+    at = needle.find("@")
+    if at >= 3:
+        alternatives = ["(search_key(search_text) LIKE %s AND search_text LIKE %s)"]
+        params.extend([f"%{_escape_like(needle[: at + 1].translate(_SEARCH_KEY))}%", f"%{_escape_like(needle)}%"])
+    else:
+        alternatives = ["search_key(search_text) LIKE %s"]
+        params.append(f"%{_escape_like(needle.translate(_SEARCH_KEY))}%")
+    # A phone number as typed (spaces, dashes, a leading +) is also found by its digits; the digits inside an
+    # e-mail address or an SKU are not a phone number (they made an address match every phone with "536").
+    if len(digits) >= 3 and digits != needle and _PHONE_LIKE.fullmatch(needle):
+        alternatives.append("search_key(search_text) LIKE %s")
+        params.append(f"%{digits}%")
+    if number is not None:
+        alternatives.append("number = %s")
+        params.append(number)
+    return "(" + " OR ".join(alternatives) + ")"
 
 
 def _escape_like(text: str) -> str:

@@ -498,6 +498,43 @@ def test_search_finds_orders_by_number_name_phone_email_and_sku(orders_db: Any) 
     assert found("nobody-ordered-this") == set()
 
 
+def test_search_by_a_whole_sku_or_e_mail_matches_it_as_written(orders_db: Any) -> None:
+    """A whole SKU or e-mail address is looked up as one word of the search index (issue #10); what it matches
+    stays "contains this text": separators must match exactly, the domain counts, and an address's digits are
+    not taken for a phone number."""
+    start = window()
+    tag = marker()
+    span = {"placed_from": start.isoformat(), "placed_to": (start + timedelta(days=30)).isoformat(), "limit": 200}
+
+    def place(day: int, customer: dict[str, Any], skus: list[str]) -> int:
+        items = [{"sku": sku, "name": "Item", "quantity": 1, "unit_price": "10.00"} for sku in skus]
+        cmd = order_cmd(tag, customer=customer, items=items, placed_at=(start + timedelta(days=day)).isoformat())
+        return int(place_order(orders_db, cmd, CUSTOMER, None)["number"])
+
+    a = place(1, {"name": "Lukas Novak", "phone": "+49 30 5551234", "email": f"Lukas.Novak.{tag}@example.com"},
+              [f"MUG-NAVY-XS-{tag}"])
+    b = place(2, {"name": "Max Novak", "email": f"max.lukas.novak.{tag}@example.com"},
+              [f"TOTE-NAVY-XS-{tag}", f"MUG-RED-M-{tag}"])
+    c = place(3, {"name": "Anna Berg", "email": f"anna.{tag}5551234@example.com"}, [f"MUG-NAVY-XL-{tag}"])
+
+    def found(q: str) -> set[int]:
+        return set(ids(list_orders(orders_db, {**span, "q": q})))
+
+    assert found(f"mug-navy-xs-{tag}") == {a}
+    assert found(f"NAVY-XS-{tag}") == {a, b}
+    assert found("mug-navy-x") == {a, c}
+    # The separators are part of what is searched for: nothing here says "navy xs" or "navyqxs".
+    assert found("navy xs") == set() and found("navyqxs") == set() and found("navy.xs") == set()
+    # A whole address, in any case, and any address that contains it; the domain must match too.
+    assert found(f"lukas.novak.{tag}@example.com") == {a, b}
+    assert found(f"LUKAS.NOVAK.{tag}@EXAMPLE.COM") == {a, b}
+    assert found(f"lukas.novak.{tag}@example.org") == set()
+    # An address's digits are not a phone number (they matched Lukas' phone before); a phone's are.
+    assert found(f"anna.{tag}5551234@example.com") == {c}
+    assert found("+49 30 5551234") == {a}
+    assert found("5551234") == {a, c}
+
+
 def test_sort_by_placed_at_and_by_paid_at_with_unpaid_last(orders_db: Any, svc: OrdersService) -> None:
     start = window()
     tag = marker()
@@ -610,6 +647,69 @@ def test_several_stages_or_channels_list_as_one_list_in_every_sort(orders_db: An
                 got, pages = walk(orders_db, {**span, **query, "sort": sort, "direction": direction, "limit": limit})
                 assert got == want, (query, sort, direction, limit)
                 assert pages == max(1, -(-len(want) // limit)), (query, sort, direction, limit)
+
+
+def paid_after(db: Any, order_id: str, delay: timedelta) -> None:
+    """Test set-up only: the order was paid ``delay`` after it was placed (column and document, as the payment
+    projection writes them)."""
+    with db.transaction() as tx:
+        tx.execute(
+            "UPDATE orders SET paid_at = placed_at + %(d)s, "
+            "doc = jsonb_set(doc, '{paid_at}', to_jsonb(to_char((placed_at + %(d)s) AT TIME ZONE 'UTC', "
+            "'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"'))) WHERE id = %(id)s",
+            {"d": delay, "id": order_id},
+        )
+
+
+def expected_by_paid(full: dict[int, dict[str, Any]], direction: str) -> list[int]:
+    paid = sorted((n for n in full if full[n]["paid_at"]),
+                  key=lambda n: (datetime.fromisoformat(full[n]["paid_at"]), n))
+    unpaid = sorted(n for n in full if not full[n]["paid_at"])
+    return paid[::-1] + unpaid[::-1] if direction == "desc" else paid + unpaid
+
+
+def test_placed_before_a_date_newest_payment_first_includes_old_orders_paid_late(orders_db: Any) -> None:
+    """"Placed before" sorted by payment date reads the last two weeks before the date and bounds the rest by it
+    (issue #10): an older order paid late must still come first, in every page size, and orders placed after
+    the date never appear."""
+    start = window()
+    tag = marker()
+    date = start + timedelta(days=30)
+    delays: dict[int, timedelta | None] = {  # days before the date it was placed -> paid how long after
+        10: timedelta(hours=1), 8: timedelta(hours=1), 6: timedelta(hours=1), 4: timedelta(hours=1),
+        2: timedelta(hours=1), 3: None,  # near the date; one unpaid
+        20: timedelta(hours=1), 25: timedelta(hours=2), 26: None,  # older, paid at once or not at all
+        28: timedelta(days=27),  # older, paid a day before the date: first of all
+        22: timedelta(days=17),  # older, paid five days before the date: among the near ones
+    }
+    full: dict[int, dict[str, Any]] = {}
+    number_of: dict[int, int] = {}
+    for days, delay in delays.items():
+        at = date - timedelta(days=days, minutes=days)
+        o = place_order(orders_db, order_cmd(tag, payment_method="card", placed_at=at.isoformat()), CUSTOMER, None)
+        if delay is not None:
+            paid_after(orders_db, o["id"], delay)
+        full[o["number"]] = get_order(orders_db, o["id"])
+        number_of[days] = o["number"]
+    later = place_order(orders_db, order_cmd(tag, placed_at=(date + timedelta(hours=1)).isoformat()), CUSTOMER, None)
+    paid_after(orders_db, later["id"], timedelta(hours=1))
+    assert sum(1 for o in full.values() if o["paid_at"]) == 9
+
+    want = expected_by_paid(full, "desc")
+    assert want[0] == number_of[28]  # placed four weeks before the date, paid a day before it
+    assert want.index(number_of[22]) == 3  # paid between the orders placed six and four days before the date
+    for limit in (1, 2, 3, 4, 5, 50):
+        got, pages = walk(orders_db, {"placed_to": date.isoformat(), "q": tag, "sort": "paid_at", "direction": "desc",
+                                      "limit": limit})
+        assert got == want, limit
+        assert pages == max(1, -(-len(want) // limit)), limit
+    # The other direction and a bounded range list the same orders the same way.
+    got, _ = walk(orders_db, {"placed_to": date.isoformat(), "q": tag, "sort": "paid_at", "direction": "asc",
+                              "limit": 2})
+    assert got == expected_by_paid(full, "asc")
+    got, _ = walk(orders_db, {"placed_from": start.isoformat(), "placed_to": date.isoformat(), "q": tag,
+                              "sort": "paid_at", "direction": "desc", "limit": 3})
+    assert got == want
 
 
 def forge(value: Any) -> str:

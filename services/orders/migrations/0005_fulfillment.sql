@@ -1,4 +1,4 @@
--- depends: 0003_list_indexes
+-- depends: 0004_list_ranges_and_search
 -- Orders follow fulfillment (issue #11): the order keeps a copy of its fulfillment status (owned by the
 -- fulfillment service, in the document as `fulfillment_status`), and the order list filters and sorts by it.
 --
