@@ -1,4 +1,5 @@
-"""Fakes at the ports: stand-ins for a service over RPC, and an in-memory card payment provider."""
+"""Fakes at the ports: stand-ins for a service over RPC, an in-memory card payment provider, and in-memory
+messaging channels (mail server, SMS and WhatsApp providers)."""
 
 from __future__ import annotations
 
@@ -341,3 +342,102 @@ class InMemoryCarrier:
 
     def close(self) -> None:
         pass
+
+
+# ------------------------------------------------------------------------------------------------ messaging channels
+
+
+class _FakeChannel:
+    """What the notification channel fakes share: idempotency keys replay the first answer (as the SMS and
+    WhatsApp providers do), ``down`` refuses every send as an outage (retryable), ``refuse`` maps a recipient to
+    a permanent refusal (code, reason)."""
+
+    prefix = "msg"
+
+    def __init__(self) -> None:
+        self.delivered: list[dict[str, Any]] = []  # what reached a "phone" or mailbox, once per key
+        self.calls: list[str] = []  # every send call's idempotency key, repeats included
+        self.down = False
+        self.refuse: dict[str, tuple[str, str]] = {}
+        self._answers: dict[str, Any] = {}
+
+    def _send(self, to: str, key: str, **what: Any) -> Any:
+        from services.notifications.channels import ChannelError, Sent
+
+        self.calls.append(key)
+        if self.down:
+            raise ChannelError("provider unavailable (503)", code="unavailable", retryable=True)
+        if key in self._answers:
+            return self._answers[key]
+        if to in self.refuse:
+            code, reason = self.refuse[to]
+            raise ChannelError(reason, code=code, retryable=False)
+        sent = Sent(provider_message_id=f"{self.prefix}-{len(self.delivered) + 1}-{uuid.uuid4().hex[:6]}")
+        self.delivered.append({"to": to, "key": key, "id": sent.provider_message_id, **what})
+        self._answers[key] = sent
+        return sent
+
+    def to(self, recipient: str) -> list[dict[str, Any]]:
+        return [m for m in self.delivered if m["to"] == recipient]
+
+
+class InMemoryMail(_FakeChannel):
+    """An SMTP server at the ``EmailSender`` port. Unlike the providers, SMTP has no idempotency: the same
+    Message-ID sent twice is delivered twice."""
+
+    prefix = "mail"
+
+    def send(self, email: Any) -> Any:
+        self._answers.pop(email.message_id, None)
+        return self._send(email.to, email.message_id, subject=email.subject, text=email.text, html=email.html,
+                          message_id=email.message_id)
+
+
+class InMemorySms(_FakeChannel):
+    """An SMS provider at the ``SmsSender`` port; ``receipt(...)`` builds what its webhook would carry."""
+
+    prefix = "SM"
+
+    def send(self, to: str, body: str, idempotency_key: str) -> Any:
+        return self._send(to, idempotency_key, body=body)
+
+    def parse_webhook(self, url: str, body: str, headers: dict[str, str]) -> list[Any]:
+        from services.notifications.channels import ChannelError, Receipt
+
+        if headers.get("X-Twilio-Signature") != "good":
+            raise ChannelError("bad signature", code="bad_signature")
+        data = json.loads(body)
+        return [Receipt(provider_message_id=data["MessageSid"], status=data["MessageStatus"], at=datetime.now(UTC),
+                        reason=data.get("ErrorCode"))]
+
+
+class InMemoryWhatsApp(_FakeChannel):
+    """The WhatsApp Cloud API at the ``WhatsAppSender`` port, with the 24-hour window: free text to a number
+    whose window is not open (``open_window``) is refused with the provider's "re-engagement" error."""
+
+    prefix = "wamid"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: set[str] = set()
+
+    def send_text(self, to: str, body: str, idempotency_key: str) -> Any:
+        from services.notifications.channels import ChannelError
+
+        if to not in self.open and not self.down:
+            raise ChannelError("Re-engagement message", code="outside_window", retryable=False)
+        return self._send(to, idempotency_key, type="text", body=body)
+
+    def send_template(self, to: str, template: str, language: str, params: list[str], idempotency_key: str) -> Any:
+        return self._send(to, idempotency_key, type="template", template=template, language=language,
+                          params=list(params))
+
+    def parse_webhook(self, body: str, headers: dict[str, str]) -> tuple[list[Any], list[Any]]:
+        from services.notifications.channels import Inbound, Receipt
+
+        data = json.loads(body)
+        receipts = [Receipt(provider_message_id=s["id"], status=s["status"], at=datetime.now(UTC),
+                            reason=s.get("reason")) for s in data.get("statuses", [])]
+        inbound = [Inbound(from_number=m["from"], provider_message_id=m["id"], text=m["text"],
+                           at=datetime.fromisoformat(m["at"])) for m in data.get("messages", [])]
+        return receipts, inbound

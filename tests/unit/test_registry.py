@@ -55,9 +55,9 @@ def test_migrate_catalog_and_runtime_read_the_registry() -> None:
     for spec in registry.services():
         if spec.schema:
             assert (SHARED_MIGRATIONS in found[spec.schema]) == spec.backbone
-    assert set(event_modules()) == {"fulfillment", "orders", "payments"}
-    assert {e.service for e in load_all().values()} == {"fulfillment", "orders", "payments"}
-    assert set(registry.nameko_classes()) == {"fulfillment", "orders", "payments"}
+    assert set(event_modules()) == {"fulfillment", "notifications", "orders", "payments"}
+    assert {e.service for e in load_all().values()} == {"fulfillment", "notifications", "orders", "payments"}
+    assert set(registry.nameko_classes()) == {"fulfillment", "notifications", "orders", "payments"}
 
 
 def test_discovery_imports_no_service_code_but_the_manifests() -> None:

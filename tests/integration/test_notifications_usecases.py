@@ -1,0 +1,348 @@
+"""The notifications use cases in-process against a real Postgres, with in-memory channels at the ports
+(``tests/fakes.py``) and the real templates. Order events are built as the orders service publishes them
+(``tests/builders.OrderStream``) and handed to the inbox, as the subscriber does; the sender is driven round by
+round with an explicit clock (``send_due(at=...)``). Each test uses recipients of its own."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from services.notifications import store, usecases
+from services.notifications.settings import NotificationSettings
+from services.notifications.usecases import events as nevents
+from shared.errors import InvalidRequest, NotAllowedInThisState
+from tests.builders import OrderStream, place_order
+from tests.conftest import Servers
+from tests.fakes import InMemoryMail, InMemorySms, InMemoryWhatsApp
+
+pytestmark = pytest.mark.integration
+
+STAFF = {"type": "staff", "id": "tester", "name": "Tester"}
+SETTINGS = NotificationSettings(notify_retry_base=1, notify_max_attempts=3, notify_claim_timeout=30,
+                                store_email="shop@example.com")
+
+
+@pytest.fixture(scope="module")
+def db(migrated: dict[str, str], servers: Servers) -> Iterator[Any]:
+    from shared.db import Database
+
+    database = Database(servers.database_url, "notifications", size=4)
+    database.open()
+    yield database
+    database.close()
+
+
+@pytest.fixture(autouse=True)
+def default_settings(db: Any) -> Iterator[None]:
+    with db.transaction() as tx:
+        tx.execute("DELETE FROM settings")
+    yield
+    with db.transaction() as tx:
+        tx.execute("DELETE FROM settings")
+
+
+@pytest.fixture
+def ch() -> usecases.Channels:
+    return usecases.Channels(InMemoryMail(), InMemorySms(), InMemoryWhatsApp())
+
+
+def tag() -> str:
+    return uuid.uuid4().hex[:8]
+
+
+def phone() -> str:
+    return f"+2169{uuid.uuid4().int % 10**7:07d}"
+
+
+def place(db: Any, *, channel: str = "web", email: str | None = None, phone_number: str | None = None,
+          test: bool = False, deliver: bool = True) -> OrderStream:
+    customer = {"name": "Lina Ben Ali", **({"email": email} if email else {}),
+                **({"phone": phone_number} if phone_number else {})}
+    stream = OrderStream.place(place_order(currency="TND", lines=[("TEE", 2, "19.900")], channel=channel,
+                                           customer=customer, test=test),
+                               number=int(uuid.uuid4().int % 900_000) + 1000)
+    if deliver:
+        handle(db, stream.envelopes)
+    return stream
+
+
+def handle(db: Any, envs: list[Any], source: str = "orders", settings: NotificationSettings = SETTINGS) -> None:
+    usecases.handle_events(db, settings, source, envs)
+
+
+def messages(db: Any, order_id: str, **kw: Any) -> list[dict[str, Any]]:
+    return usecases.list_messages(db, order_id=order_id, **kw)["items"]
+
+
+def send(db: Any, ch: usecases.Channels, at: datetime | None = None, settings: NotificationSettings = SETTINGS) -> None:
+    while usecases.send_due(db, ch, settings, at=at or datetime.now(UTC), jitter=lambda: 0.0):
+        pass
+
+
+def statuses(msg: dict[str, Any]) -> list[str]:
+    return [h["status"] for h in msg["history"]]
+
+
+def test_new_order_messages_the_customer_and_emails_the_store(db, ch):
+    email = f"lina-{tag()}@example.com"
+    stream = place(db, email=email)
+    kinds = {m["kind"]: m for m in messages(db, stream.order_id)}
+    assert set(kinds) == {"order_placed", "new_order_staff"}
+    assert kinds["order_placed"]["recipient"] == email and kinds["order_placed"]["status"] == "queued"
+    assert kinds["new_order_staff"]["recipient"] == "shop@example.com"
+    send(db, ch)
+    [mail] = ch.email.to(email)
+    number = stream.placed.number
+    assert str(number) in mail["subject"] and "39.800 TND" in mail["text"] and mail["html"]
+    assert mail["message_id"] == f"<{kinds['order_placed']['id']}@oms>"
+    staff = [m for m in ch.email.to("shop@example.com") if str(number) in m["subject"]]
+    assert len(staff) == 1
+    assert {m["status"] for m in messages(db, stream.order_id)} == {"sent"}
+
+
+def test_a_duplicated_event_gives_one_message(db, ch):
+    email = f"dup-{tag()}@example.com"
+    stream = place(db, email=email)
+    handle(db, stream.envelopes)  # the broker delivers it again
+    # and even past the inbox (a restart that lost the inbox row): the message key is the same
+    with db.transaction() as tx:
+        order = store.get_order(tx, stream.order_id)
+        prefs = store.load_preferences(tx)[0]
+        again = nevents.enqueue(tx, SETTINGS, prefs, order, str(stream.envelopes[0].id), "order_placed", {})
+    assert again == []
+    assert len([m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]) == 1
+    send(db, ch)
+    send(db, ch)
+    assert len(ch.email.to(email)) == 1
+
+
+def test_provider_down_then_up_delivers_once_after_retrying(db, ch):
+    number = phone()
+    stream = place(db, channel="pos", phone_number=number)
+    ch.sms.down = True
+    t0 = datetime.now(UTC)
+    send(db, ch, t0)
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["channel"] == "sms" and msg["status"] == "retrying" and msg["attempts"] == 1
+    assert "unavailable" in msg["reason"]
+    send(db, ch, t0 + timedelta(milliseconds=100))  # not due yet: nothing is tried
+    assert len(ch.sms.calls) == 1
+    ch.sms.down = False
+    send(db, ch, t0 + timedelta(seconds=5))
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "sent" and msg["attempts"] == 2
+    assert statuses(msg) == ["queued", "retrying", "sent"]
+    assert len(ch.sms.to(number)) == 1
+    assert ch.sms.calls[0] == ch.sms.calls[1]  # the same idempotency key on each attempt
+
+
+def test_an_outage_that_lasts_fails_the_message_after_the_last_attempt(db, ch):
+    number = phone()
+    stream = place(db, channel="pos", phone_number=number)
+    ch.sms.down = True
+    t = datetime.now(UTC)
+    for i in range(SETTINGS.notify_max_attempts):
+        send(db, ch, t + timedelta(hours=i))
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "failed" and "gave up after 3 attempts" in msg["reason"]
+
+
+def test_a_permanent_failure_fails_alerts_staff_and_falls_back_to_the_next_channel(db, ch):
+    number, email = phone(), f"wa-{tag()}@example.com"
+    stream = place(db, channel="whatsapp", phone_number=number, email=email)
+    ch.whatsapp.refuse[number] = ("131026", "Message undeliverable: not a WhatsApp number")
+    send(db, ch)
+    placed = {m["channel"]: m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"}
+    assert placed["whatsapp"]["status"] == "failed"
+    assert "not a WhatsApp number" in placed["whatsapp"]["reason"]
+    assert placed["sms"]["status"] == "sent"  # the fallback, sent in the same round
+    assert len(ch.sms.to(number)) == 1 and ch.whatsapp.to(number) == []
+    with db.transaction() as tx:
+        alerts = tx.execute("SELECT * FROM alerts WHERE order_id = %s", (stream.order_id,)).fetchall()
+        link = tx.execute("SELECT fallback_of FROM messages WHERE id = %s", (placed["sms"]["id"],)).fetchone()
+        events = tx.execute("SELECT event_type FROM outbox WHERE subject = %s ORDER BY id",
+                            (stream.order_id,)).fetchall()
+    assert [a["kind"] for a in alerts] == ["message_failed"]
+    assert str(stream.placed.number) in alerts[0]["text"]
+    assert str(link["fallback_of"]) == placed["whatsapp"]["id"]
+    assert "notification.alert_raised.v1" in {e["event_type"] for e in events}
+
+
+def test_a_test_order_messages_nobody_real(db, ch):
+    email = f"real-{tag()}@example.com"
+    stream = place(db, email=email, test=True)
+    send(db, ch)
+    assert ch.email.to(email) == []
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["redirected"] and msg["recipient"] == "shop@example.com"
+    assert msg["subject"].startswith("[TEST]") and msg["text"].startswith("[TEST]")
+
+    # SMS: the sandbox provider may get it; a real provider never: redirected to the test recipient by e-mail
+    usecases.update_settings(db, SETTINGS, {"test_recipient": "qa@example.com"}, STAFF)
+    real = NotificationSettings(sms_url="https://api.twilio.com", store_email="shop@example.com")
+    number = phone()
+    stream = OrderStream.place(place_order(currency="TND", lines=[("TEE", 1, "5.000")], channel="pos",
+                                           customer={"name": "Sami", "phone": number}, test=True), number=4242)
+    handle(db, stream.envelopes, settings=real)
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert (msg["channel"], msg["recipient"], msg["redirected"]) == ("email", "qa@example.com", True)
+    sandboxed = place(db, channel="pos", phone_number=number, test=True)
+    [msg] = [m for m in messages(db, sandboxed.order_id) if m["kind"] == "order_placed"]
+    assert (msg["channel"], msg["recipient"], msg["redirected"]) == ("sms", number, True)
+
+
+def test_settings_are_effective_at_once(db, ch):
+    usecases.update_settings(db, SETTINGS, {"kinds": [{"kind": "order_placed", "enabled": False}]}, STAFF)
+    off = place(db, email=f"off-{tag()}@example.com")
+    assert [m["kind"] for m in messages(db, off.order_id)] == ["new_order_staff"]
+    view = usecases.update_settings(db, SETTINGS, {"kinds": [{"kind": "order_placed", "channels": ["sms"]}]}, STAFF)
+    assert next(k for k in view["kinds"] if k["kind"] == "order_placed")["channels"] == ["sms"]
+    number = phone()
+    on = place(db, email=f"on-{tag()}@example.com", phone_number=number)
+    [msg] = [m for m in messages(db, on.order_id) if m["kind"] == "order_placed"]
+    assert (msg["channel"], msg["recipient"]) == ("sms", number)
+    with pytest.raises(InvalidRequest) as exc:
+        usecases.update_settings(db, SETTINGS, {"kinds": [{"kind": "nope"}]}, STAFF)
+    assert exc.value.extra["errors"][0]["field"] == "kinds[0].kind"
+
+
+def test_stage_changes_notify_for_the_chosen_stages_only(db, ch):
+    email = f"stage-{tag()}@example.com"
+    stream = place(db, email=email)
+    handle(db, [stream.move("confirmed"), stream.move("approved"), stream.move("processed"), stream.move("shipped")])
+    send(db, ch)
+    texts = [m["text"] for m in ch.email.to(email)]
+    assert len(texts) == 3  # placed, then confirmed and shipped (the default stages), not approved/processed
+    assert any("Shipped" in t or "shipped" in t for t in texts)
+
+
+def shipment_envelope(stream: OrderStream, seq: int, event: Any) -> Any:
+    from shared.envelope import Envelope, source_for
+
+    return Envelope(source=source_for("fulfillment"), type=event.event_type, subject=stream.order_id, sequence=seq,
+                    correlationid=stream.order_id, causationid=stream.order_id, data=event.model_dump(mode="json"))
+
+
+def test_a_shipment_edit_notifies_only_when_staff_ask_for_it(db, ch):
+    from services.fulfillment.contracts import events as fev
+
+    email = f"ship-{tag()}@example.com"
+    stream = place(db, email=email)
+    shipment = fev.ShipmentSummary(shipment_id=uuid.uuid4(), number=f"{stream.placed.number}-S1", kind="carrier",
+                                   shipping_point="local", status="shipped", carrier="Aramex",
+                                   tracking_number="AX1", tracking_url="https://t.example/AX1", lines=[])
+    common = {"order_id": stream.placed.order_id, "number": stream.placed.number, "at": datetime.now(UTC),
+              "actor": STAFF, "shipment": shipment, "changed": ["tracking_number"]}
+    handle(db, [shipment_envelope(stream, 1, fev.ShipmentEdited(**common, notify_customer=False)),
+                shipment_envelope(stream, 2, fev.ShipmentEdited(**common, notify_customer=True))], "fulfillment")
+    updates = [m for m in messages(db, stream.order_id) if m["kind"] == "shipment_updated"]
+    assert len(updates) == 1
+    send(db, ch)
+    assert any("AX1" in m["text"] for m in ch.email.to(email))
+
+
+def test_receipts_move_forward_only_and_inbound_opens_the_window(db, ch):
+    number = phone()
+    # the customer wrote on WhatsApp: free text is allowed for 24 hours
+    inbound = {"messages": [{"from": number.lstrip("+"), "id": "wamid.in1", "text": "hi",
+                             "at": datetime.now(UTC).isoformat()}]}
+    usecases.handle_provider_webhook(db, ch, SETTINGS, "whatsapp", json.dumps(inbound), {}, "http://x")
+    ch.whatsapp.open.add(number)
+    stream = place(db, channel="whatsapp", phone_number=number)
+    send(db, ch)
+    [sent] = ch.whatsapp.to(number)
+    assert sent["type"] == "text"
+
+    def receipt(status: str) -> int:
+        body = json.dumps({"statuses": [{"id": sent["id"], "status": status}]})
+        return usecases.handle_provider_webhook(db, ch, SETTINGS, "whatsapp", body, {}, "http://x")["applied"]
+
+    assert receipt("read") == 1
+    assert receipt("delivered") == 0  # late, after read: nothing changes
+    assert receipt("read") == 0  # duplicate
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "read" and statuses(msg) == ["queued", "sent", "read"]
+
+
+def test_whatsapp_outside_the_window_uses_the_approved_template(db, ch):
+    number = phone()
+    stream = place(db, channel="whatsapp", phone_number=number)
+    send(db, ch)
+    [sent] = ch.whatsapp.to(number)
+    assert sent["type"] == "template" and sent["template"] == "oms_order_placed"
+    assert str(stream.placed.number) in sent["params"]
+
+
+def test_a_bad_signature_is_rejected(db, ch):
+    from services.notifications.contracts.errors import ProviderWebhookRejected
+
+    with pytest.raises(ProviderWebhookRejected):
+        usecases.handle_provider_webhook(db, ch, SETTINGS, "sms", "{}", {"X-Twilio-Signature": "forged"}, "http://x")
+
+
+def test_crash_after_the_provider_accepted_sends_again_with_the_same_key(db, ch):
+    number = phone()
+    stream = place(db, channel="pos", phone_number=number)
+    t0 = datetime.now(UTC)
+    with db.transaction() as tx:  # a sender claims the row, the provider accepts, then the process dies
+        rows = [r for r in store.claim_due(tx, t0, t0 + timedelta(seconds=30), 1000)
+                if str(r["order_id"]) == stream.order_id and r["kind"] == "order_placed"]
+    [row] = rows
+    ch.sms.send(number, "Your order", str(row["idempotency_key"]))
+    send(db, ch, t0 + timedelta(seconds=1))  # still claimed: not sent again
+    assert len(ch.sms.calls) == 1
+    send(db, ch, t0 + timedelta(seconds=31))  # the claim ran out: sent again, same key
+    assert ch.sms.calls == [str(row["idempotency_key"])] * 2
+    assert len(ch.sms.to(number)) == 1
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "sent" and msg["attempts"] == 1
+
+
+def test_resend_of_a_failed_message_uses_a_new_key(db, ch):
+    number = phone()
+    stream = place(db, channel="pos", phone_number=number)
+    ch.sms.refuse[number] = ("21211", "invalid number")
+    send(db, ch)
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "failed"
+    with pytest.raises(NotAllowedInThisState):
+        usecases.resend_message(db, [m for m in messages(db, stream.order_id)
+                                     if m["kind"] == "new_order_staff"][0]["id"], STAFF)
+    del ch.sms.refuse[number]
+    again = usecases.resend_message(db, msg["id"], STAFF)
+    assert again["status"] == "queued"
+    send(db, ch)
+    assert usecases.get_message(db, msg["id"])["status"] == "sent"
+    assert len(set(ch.sms.calls)) == 2
+
+
+def test_templates_are_validated_at_save_time_and_used_at_once(db, ch):
+    with pytest.raises(InvalidRequest) as exc:
+        usecases.save_template(db, {"kind": "order_placed", "channel": "sms", "language": "en",
+                                    "text": "Hi {{ ordr.number }}"}, STAFF)
+    [err] = exc.value.extra["errors"]
+    assert err["field"] == "text" and "ordr" in err["reason"]
+    saved = usecases.save_template(db, {"kind": "order_placed", "channel": "sms", "language": "en",
+                                        "text": "Order {{ order.number }} received, {{ customer.first_name }}!"},
+                                   STAFF)
+    assert not saved["is_default"] and "order" in saved["variables"]
+    try:
+        number = phone()
+        stream = place(db, channel="pos", phone_number=number)
+        send(db, ch)
+        assert ch.sms.to(number)[0]["body"] == f"Order {stream.placed.number} received, Lina!"
+        preview = usecases.preview_template(db, SETTINGS, {"kind": "order_placed", "channel": "sms",
+                                                          "order_id": stream.order_id})
+        assert preview["text"] == f"Order {stream.placed.number} received, Lina!" and preview["recipient"] == number
+        listed = usecases.list_templates(db, kind="order_placed", channel="sms", language="en")["items"]
+        assert [t["is_default"] for t in listed] == [False]
+    finally:
+        reset = usecases.reset_template(db, "order_placed", "sms", "en", STAFF)
+    assert reset["is_default"]
+    assert usecases.list_templates(db, kind="order_placed", channel="sms", language="en")["items"][0]["is_default"]
