@@ -37,7 +37,7 @@ def _part(message: EmailMessage, subtype: str) -> str | None:
     if part is None or part.get_content_type() != f"text/{subtype}":
         return None
     content = part.get_content()
-    return content if isinstance(content, str) else None
+    return content.replace("\r\n", "\n") if isinstance(content, str) else None  # SMTP's CRLF -> newlines
 
 
 def read_mail(mail_from: str, rcpt_tos: Sequence[str], raw: bytes) -> dict[str, Any]:
