@@ -346,3 +346,20 @@ def test_templates_are_validated_at_save_time_and_used_at_once(db, ch):
         reset = usecases.reset_template(db, "order_placed", "sms", "en", STAFF)
     assert reset["is_default"]
     assert usecases.list_templates(db, kind="order_placed", channel="sms", language="en")["items"][0]["is_default"]
+
+
+def test_a_receipt_that_overtakes_the_record_of_its_send_is_refused_for_a_retry_not_lost(db, ch):
+    from services.notifications.contracts.errors import ReceiptTooEarly
+
+    number = phone()
+    ch.whatsapp.open.add(number)
+    stream = place(db, channel="whatsapp", phone_number=number)
+    early = json.dumps({"statuses": [{"id": "wamid.not-recorded-yet", "status": "delivered"}]})
+    with pytest.raises(ReceiptTooEarly):  # 503: the provider delivers it again a moment later
+        usecases.handle_provider_webhook(db, ch, SETTINGS, "whatsapp", early, {}, "http://x")
+    send(db, ch)
+    [sent] = ch.whatsapp.to(number)
+    again = json.dumps({"statuses": [{"id": sent["id"], "status": "delivered"}]})
+    assert usecases.handle_provider_webhook(db, ch, SETTINGS, "whatsapp", again, {}, "http://x")["applied"] == 1
+    [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+    assert msg["status"] == "delivered"

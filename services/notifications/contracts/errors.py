@@ -13,4 +13,13 @@ class ProviderWebhookRejected(DomainError):
     type = "urn:oms:problem:provider-webhook-rejected"
 
 
-NOTIFICATION_ERRORS: tuple[type[DomainError], ...] = (ProviderWebhookRejected,)
+class ReceiptTooEarly(DomainError):
+    """A receipt for a message whose send is not recorded yet (the provider answered, the sender has not
+    written the provider's id): answered 503 so the provider delivers it again a moment later."""
+
+    status = 503
+    title = "Receipt arrived before its message was recorded"
+    type = "urn:oms:problem:receipt-too-early"
+
+
+NOTIFICATION_ERRORS: tuple[type[DomainError], ...] = (ProviderWebhookRejected, ReceiptTooEarly)

@@ -11,7 +11,7 @@ from typing import Any
 
 from services.notifications import domain, store
 from services.notifications.channels import ChannelError, Inbound, Receipt
-from services.notifications.contracts.errors import ProviderWebhookRejected
+from services.notifications.contracts.errors import ProviderWebhookRejected, ReceiptTooEarly
 from services.notifications.contracts.schemas import WebhookAck
 from services.notifications.contracts.vocabulary import MessageStatus
 from services.notifications.settings import NotificationSettings
@@ -41,19 +41,31 @@ def handle_provider_webhook(db: Database, channels: Channels, settings: Notifica
     except ChannelError as exc:
         raise ProviderWebhookRejected(f"{provider} webhook rejected: {exc.reason}", code=exc.code) from None
     applied = 0
+    early: list[str] = []
     with db.transaction() as tx, outbox.buffered(tx):
         for receipt in receipts:
-            applied += apply_receipt(tx, settings, provider, receipt)
+            moved = apply_receipt(tx, settings, provider, receipt)
+            if moved is None:
+                early.append(receipt.provider_message_id)
+            else:
+                applied += moved
         for message in inbound:
             store.record_inbound(tx, message.from_number, message.at)
+    if early:
+        # The provider answers the send, then reports on it; its first receipt can overtake the sender's record
+        # of that answer. Refused with 503, the receipt comes again (providers retry webhooks); what was
+        # applied above stays applied, and applying it again is a no-op (forward only).
+        raise ReceiptTooEarly(f"no message recorded yet for {provider} id {', '.join(early)}")
     return WebhookAck(received=True, applied=applied).model_dump(mode="json")
 
 
-def apply_receipt(tx: Tx, settings: NotificationSettings, channel: str, receipt: Receipt) -> int:
+def apply_receipt(tx: Tx, settings: NotificationSettings, channel: str, receipt: Receipt) -> int | None:
+    """1 if the receipt moved its message, 0 if it changed nothing, None if no message has that provider id
+    (yet)."""
     message = store.find_by_provider_id(tx, channel, receipt.provider_message_id)
     if message is None:
-        log.info("receipt for unknown %s message %s ignored", channel, receipt.provider_message_id)
-        return 0
+        log.info("receipt for unknown %s message %s: not recorded yet", channel, receipt.provider_message_id)
+        return None
     try:
         status = MessageStatus(receipt.status)
     except ValueError:
