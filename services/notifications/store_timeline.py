@@ -64,3 +64,15 @@ def entries(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
         (order_id,),
     ).fetchall()
     return [dict(r) for r in rows]
+
+
+def message_history(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
+    """Every status every message of the order took (N-core's ``messages`` and ``message_history``), in time
+    order."""
+    rows = tx.execute(
+        "SELECT m.id AS message_id, m.kind, m.channel, m.recipient, m.redirected, h.from_status, h.status, h.reason,"
+        " h.source, h.at FROM messages m JOIN message_history h ON h.message_id = m.id WHERE m.order_id = %s"
+        " ORDER BY h.at, h.id",
+        (order_id,),
+    ).fetchall()
+    return [dict(r) for r in rows]

@@ -8,7 +8,9 @@ event calls for (``usecases.alerts``), in the same transaction, through the inbo
 per-order order).
 
 ``timeline(order_id)`` returns the entries in time order; entries of the same instant keep their source's
-per-order sequence.
+per-order sequence. Merged in: every message of the order and each status it took (``messages`` and
+``message_history``: queued, sent, delivered, read, failed...), as entries of source ``notifications`` and kind
+``message.<status>``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from services.fulfillment.contracts.events import FULFILLMENT_EVENTS
 from services.fulfillment.contracts.vocabulary import FULFILLMENT_LABELS, SHIPMENT_LABELS
 from services.notifications import store_timeline as store
 from services.notifications.contracts.schemas import Timeline, TimelineEntry
+from services.notifications.contracts.vocabulary import KIND_BY_NAME
+from services.notifications.domain import mask
 from services.notifications.usecases.alerts import ALERT_RULES, money, raise_alerts, stage, who, words
 from services.orders.contracts import events as oev
 from services.orders.contracts.events import ORDER_EVENTS
@@ -315,6 +319,30 @@ def handle_story_events(db: Database, source: str, events: Sequence[Envelope]) -
     return inbox.process_batch(db, consumer(source), events, apply_story_event, types=STORY_EVENT_TYPES[source])
 
 
+# ------------------------------------------------------------------------------------------------ messages
+NOTIFICATIONS_ACTOR = {"type": "system", "id": "notifications", "name": "Notifications"}
+CHANNEL_WORDS = {"email": "E-mail", "sms": "SMS", "whatsapp": "WhatsApp"}
+STAFF_KIND_LABELS = {"new_order_staff": "New order (to the store)"}
+MESSAGE_STATUS_WORDS = {"queued": "queued", "retrying": "retrying", "sent": "sent", "delivered": "delivered",
+                        "read": "read", "failed": "failed"}
+
+
+def message_entry(h: dict[str, Any]) -> dict[str, Any]:
+    """One status a message took, as a timeline entry (kind ``message.<status>``, source notifications)."""
+    known = KIND_BY_NAME.get(h["kind"])
+    label = known.label if known else STAFF_KIND_LABELS.get(h["kind"], words(h["kind"]))
+    to = mask(h["recipient"]) + (" (test recipient)" if h["redirected"] else "")
+    reason = f": {h['reason']}" if h["reason"] else ""
+    status = MESSAGE_STATUS_WORDS.get(h["status"], words(h["status"]))
+    summary = f'{CHANNEL_WORDS.get(h["channel"], h["channel"])} "{label}" to {to} {status}{reason}'
+    return {"at": h["at"], "source": "notifications", "kind": f"message.{h['status']}", "summary": summary,
+            "actor": dict(NOTIFICATIONS_ACTOR),
+            "data": {k: v for k, v in {"message_id": str(h["message_id"]), "kind": h["kind"], "channel": h["channel"],
+                                       "recipient": mask(h["recipient"]), "status": h["status"],
+                                       "from_status": h["from_status"], "reason": h["reason"],
+                                       "by": h["source"]}.items() if v is not None}}
+
+
 # ------------------------------------------------------------------------------------------------ reading
 def timeline(db: Database, order_id: str | UUID) -> dict[str, Any]:
     """The order's story: every entry in time order (ties in the source's per-order order)."""
@@ -325,6 +353,10 @@ def timeline(db: Database, order_id: str | UUID) -> dict[str, Any]:
                              errors=[field_error("order_id", "not a UUID", "invalid_uuid", "path")]) from None
     with db.transaction() as tx:
         rows = store.entries(tx, oid)
+        messages = [message_entry(h) for h in store.message_history(tx, oid)]
+    # A stable sort by time: the events' own order (time, then per-order sequence) is kept, and a message's
+    # status of the same instant as an event comes after it (the event caused it).
+    rows = sorted([*rows, *messages], key=lambda r: r["at"])
     if not rows:
         raise NotFound(f"Notifications has no story for order {oid} (yet): give the id of a placed order.",
                        order_id=str(oid))
