@@ -103,7 +103,7 @@ def stage_changed(d: oev.OrderStageChanged) -> list[Alert]:
     move = f"{stage(d.from_stage)} -> {stage(d.to_stage)} by {who(d.actor)}"
     reason = f": {words(d.reason)}" if d.reason else ""
     ref = _capital(order_ref(d.number, d.test))
-    if d.to_stage is Stage.on_hold:
+    if d.to_stage == Stage.on_hold:
         return [Alert(AlertKind.order_held, f"{ref} is on hold", f"{move}{reason}. It waits for someone to act.")]
     return [Alert(AlertKind.stage_change, f"{ref} is {stage(d.to_stage)}", f"{move}{reason}.")]
 
@@ -133,7 +133,7 @@ def _parcel(s: fev.ShipmentSummary) -> str:
 
 
 def shipment_status_changed(d: fev.ShipmentStatusChanged) -> list[Alert]:
-    if d.to_status is not ShipmentStatus.delivery_failed:
+    if d.to_status != ShipmentStatus.delivery_failed:
         return []
     reason = f": {d.reason}" if d.reason else ""
     return [Alert(AlertKind.delivery_failed, f"Delivery failed: shipment {d.shipment.number}",
