@@ -46,7 +46,8 @@ class NotificationSettings(StoreSettings):
     smtp_username: str | None = Field(None, description="SMTP user name (unset: no authentication).")
     smtp_password: SecretStr | None = Field(None, description="SMTP password.")
     smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
-    smtp_from: str | None = Field(None, description="From address of e-mails (unset: OMS_STORE_NAME <OMS_STORE_EMAIL>).")
+    smtp_from: str | None = Field(None,
+                                  description="From address of e-mails (unset: OMS_STORE_NAME <OMS_STORE_EMAIL>).")
     sms_url: str = Field("http://127.0.0.1:8092", description="Base URL of the SMS provider's API (Twilio-shaped).")
     sms_account_sid: str = Field("ACsandbox", description="SMS provider account SID (HTTP Basic user).")
     sms_auth_token: SecretStr | None = Field(

@@ -64,7 +64,7 @@ def load_preferences(tx: Tx, default_language: str = "en") -> tuple[domain.Prefe
 
 
 def save_preferences(tx: Tx, prefs: domain.Preferences, actor: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = tx.execute(
+    row: dict[str, Any] | None = tx.execute(
         "INSERT INTO settings (id, kinds, language, store_email, test_recipient, updated_at, updated_by)"
         " VALUES (1, %s::jsonb, %s, %s, %s, now(), %s::jsonb)"
         " ON CONFLICT (id) DO UPDATE SET kinds = EXCLUDED.kinds, language = EXCLUDED.language,"
@@ -73,6 +73,7 @@ def save_preferences(tx: Tx, prefs: domain.Preferences, actor: dict[str, Any]) -
         (json.dumps({k: v.as_json() for k, v in prefs.kinds.items()}), prefs.language, prefs.store_email,
          prefs.test_recipient, json.dumps(actor)),
     ).fetchone()
+    assert row is not None
     return row
 
 
@@ -173,7 +174,8 @@ def history_of(tx: Tx, ids: Sequence[UUID]) -> dict[UUID, list[dict[str, Any]]]:
 def list_messages(tx: Tx, *, order_id: UUID | str | None, status: str | None, channel: str | None, limit: int,
                   after: tuple[datetime, UUID] | None) -> list[dict[str, Any]]:
     """Newest first; ``after``: the (created_at, id) of the last row of the previous page."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     for column, value in (("order_id", order_id), ("status", status), ("channel", channel)):
         if value is not None:
             where.append(f"{column} = %s")
@@ -198,7 +200,7 @@ def list_template_overrides(tx: Tx) -> list[dict[str, Any]]:
 
 
 def save_template(tx: Tx, t: dict[str, Any], actor: dict[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = tx.execute(
+    row: dict[str, Any] | None = tx.execute(
         "INSERT INTO templates (kind, channel, language, subject, text, html, whatsapp_template, whatsapp_params,"
         " updated_at, updated_by) VALUES (%(kind)s, %(channel)s, %(language)s, %(subject)s, %(text)s, %(html)s,"
         " %(whatsapp_template)s, %(whatsapp_params)s::jsonb, now(), %(actor)s::jsonb)"
@@ -208,6 +210,7 @@ def save_template(tx: Tx, t: dict[str, Any], actor: dict[str, Any]) -> dict[str,
         " RETURNING *",
         {**t, "whatsapp_params": json.dumps(t.get("whatsapp_params") or []), "actor": json.dumps(actor)},
     ).fetchone()
+    assert row is not None
     return row
 
 
@@ -218,7 +221,8 @@ def delete_template(tx: Tx, kind: str, channel: str, language: str) -> None:
 # ------------------------------------------------------------------------------------------------ alerts
 def insert_alert(tx: Tx, kind: str, order_id: UUID | str | None, number: int | None, test: bool, title: str,
                  text: str, at: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = tx.execute(
+    row: dict[str, Any] | None = tx.execute(
         "INSERT INTO alerts (kind, order_id, number, test, title, text, at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
         " RETURNING *", (kind, order_id, number, test, title, text, at)).fetchone()
+    assert row is not None
     return row

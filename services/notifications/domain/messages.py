@@ -46,7 +46,7 @@ def channel_plan(order_channel: str, phone: str | None, email: str | None,
     the fallbacks of a permanent failure. ``pinned`` (the settings' channels for the kind) replaces "auto". A
     channel the customer has no address for is skipped."""
     order = tuple(C(c) for c in pinned) if pinned else AUTO_ORDER.get(order_channel, EMAIL_FIRST)
-    plan = []
+    plan: list[tuple[MessageChannel, str]] = []
     for channel in order:
         address = _address(channel, phone, email)
         if address and all(c is not channel for c, _a in plan):
