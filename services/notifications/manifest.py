@@ -1,14 +1,16 @@
 """The notifications service, as the registry knows it (see ``shared.registry`` and docs/adding-a-service.md).
 
 Its README sections are two tables of ``contracts.vocabulary``: the message status machine and the kinds of
-customer notification (with the events that raise them and their template variables).
+customer notification (with the events that raise them and their template variables). Besides the Nameko
+service it declares two development-only processes that ``oms run`` starts so every channel works on a
+developer machine: the sandbox messaging provider (SMS and WhatsApp) and a mail catcher (SMTP).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from shared.registry import ServiceSpec
+from shared.registry import Process, ServiceSpec
 
 SERVICE = ServiceSpec(
     name="notifications",
@@ -22,6 +24,21 @@ SERVICE = ServiceSpec(
         "message-status": "services.notifications.manifest:message_status_table",
         "notification-kinds": "services.notifications.manifest:notification_kinds_table",
     },
+    processes=(
+        Process(
+            "sandbox-messaging",
+            ("-m", "services.notifications.provider.sandbox"),
+            development_only=True,
+            settings="services.notifications.provider.settings:MessagingSandboxSettings",
+        ),
+        Process(
+            "sandbox-mail",
+            ("-m", "services.notifications.provider.mailcatcher"),
+            development_only=True,
+            ready="mail catcher: SMTP on",
+            settings="services.notifications.provider.settings:MailCatcherSettings",
+        ),
+    ),
 )
 
 

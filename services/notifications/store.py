@@ -219,10 +219,3 @@ def delete_template(tx: Tx, kind: str, channel: str, language: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ alerts
-def insert_alert(tx: Tx, kind: str, order_id: UUID | str | None, number: int | None, test: bool, title: str,
-                 text: str, at: datetime) -> dict[str, Any]:
-    row: dict[str, Any] | None = tx.execute(
-        "INSERT INTO alerts (kind, order_id, number, test, title, text, at) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-        " RETURNING *", (kind, order_id, number, test, title, text, at)).fetchone()
-    assert row is not None
-    return row

@@ -8,14 +8,14 @@
 * ``preferences``: the store's notification settings;
 * ``messages``: list, get, resend;
 * ``context``: the template context;
-* ``common``: the ports together, status announcements, staff alerts (``raise_alert``);
-* ``alerts``, ``timeline``: staff alerts and the order timeline (another module set).
+* ``common``: the ports together, status announcements;
+* ``alerts``, ``timeline``: staff alerts (``raise_alert``, one row per event and kind) and the order timeline.
 
 The Nameko class (``services.notifications.service``) only forwards its entrypoints here.
 """
 
 from services.notifications.usecases import alerts, timeline
-from services.notifications.usecases.common import Channels, raise_alert
+from services.notifications.usecases.common import Channels
 from services.notifications.usecases.events import (
     FULFILLMENT_EVENT_TYPES,
     HANDLERS,
@@ -37,6 +37,6 @@ from services.notifications.usecases.templates import (
 __all__ = [
     "FULFILLMENT_EVENT_TYPES", "HANDLERS", "ORDER_EVENT_TYPES", "PAYMENT_EVENT_TYPES", "Channels", "Sender",
     "Templates", "get_message", "get_settings", "handle_events", "handle_provider_webhook", "list_messages",
-    "list_templates", "preview_template", "raise_alert", "resend_message", "reset_template", "save_template",
+    "list_templates", "preview_template", "resend_message", "reset_template", "save_template",
     "send_due", "update_settings", "alerts", "timeline",
 ]

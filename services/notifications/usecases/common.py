@@ -15,7 +15,7 @@ import psycopg
 from services.notifications import domain, store
 from services.notifications.channels import EmailSender, SmsSender, WhatsAppSender
 from services.notifications.contracts import events as ev
-from services.notifications.contracts.vocabulary import AlertKind, MessageChannel, MessageStatus
+from services.notifications.contracts.vocabulary import MessageChannel, MessageStatus
 from services.notifications.settings import NotificationSettings
 from shared import outbox
 from shared.db import Database
@@ -91,15 +91,3 @@ def announce(tx: Tx, message: dict[str, Any], from_status: str | None, status: s
     ), subject=subject, correlation_id=subject, causation_id=str(message["id"]))
 
 
-def raise_alert(tx: Tx, kind: AlertKind | str, *, order_id: Any = None, number: int | None = None, test: bool = False,
-                title: str, text: str, at: datetime | None = None, causation: str | None = None) -> dict[str, Any]:
-    """A staff alert: a row in ``alerts`` (its id is the live stream's event id) and
-    ``notification.alert_raised.v1``, in the caller's transaction."""
-    at = at or now()
-    row = store.insert_alert(tx, AlertKind(kind).value, order_id, number, test, title, text, at)
-    subject = str(order_id) if order_id else "store"
-    outbox.emit(tx, SERVICE, ev.AlertRaised(
-        alert_id=row["id"], kind=AlertKind(kind), order_id=order_id, number=number, test=test, title=title,
-        text=text, at=at,
-    ), subject=subject, correlation_id=subject, causation_id=causation or f"alert:{row['id']}")
-    return row

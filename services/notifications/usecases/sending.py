@@ -29,6 +29,7 @@ from services.notifications.contracts.sandbox import WHATSAPP_REENGAGEMENT_ERROR
 from services.notifications.contracts.schemas import TemplateIn
 from services.notifications.contracts.vocabulary import AlertKind, MessageChannel, MessageStatus
 from services.notifications.settings import NotificationSettings
+from services.notifications.usecases.alerts import Alert, raise_alert
 from services.notifications.usecases.common import (
     Channels,
     Tx,
@@ -36,7 +37,6 @@ from services.notifications.usecases.common import (
     log,
     now,
     preferences,
-    raise_alert,
     test_recipient,
 )
 from services.notifications.usecases.events import new_message
@@ -187,10 +187,11 @@ def failed(tx: Tx, settings: NotificationSettings, message: Mapping[str, Any], r
     ``fallback_of``), if the customer has one left."""
     number = message.get("number")
     what = f"order #{number}" if number else "the store"
-    raise_alert(tx, AlertKind.message_failed, order_id=message.get("order_id"), number=number,
-                test=bool(message.get("test")), title=f"Message to {domain.mask(message['recipient'])} failed",
-                text=f"The {message['kind'].replace('_', ' ')} {message['channel']} message for {what} could not "
-                     f"be delivered: {reason}", at=at, causation=str(message["id"]))
+    raise_alert(tx, Alert(AlertKind.message_failed, f"Message to {domain.mask(message['recipient'])} failed",
+                          f"The {message['kind'].replace('_', ' ')} {message['channel']} message for {what} could "
+                          f"not be delivered: {reason}"),
+                order_id=message.get("order_id"), number=number, test=bool(message.get("test")), at=at,
+                causation=str(message["id"]))
     fallback(tx, settings, message)
 
 
