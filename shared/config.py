@@ -58,6 +58,17 @@ class Settings(BaseSettings):
         return [int(p) for p in self.retry_delays.split(",")]
 
 
+class StoreSettings(Settings):
+    """The store's identity (``OMS_STORE_NAME/EMAIL/PHONE``): printed on fulfillment's documents and labels, and
+    used by notifications as the sender's name and the address new orders are e-mailed to. Services whose
+    settings need it subclass this instead of :class:`Settings`."""
+
+    store_name: str = Field("OMS Demo Store", description="The store's name on documents, labels and messages.")
+    store_email: str = Field("orders@example.com",
+                             description="The store's e-mail: on documents, and where new orders are e-mailed.")
+    store_phone: str = Field("+1 555 0100", description="The store's phone on documents, labels and messages.")
+
+
 class SettingsError(SystemExit):
     """Raised at start-up with a readable list of the bad variables."""
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from pydantic import Field, SecretStr
 
-from shared.config import Settings, SettingsError, load
+from shared.config import SettingsError, StoreSettings, load
 
 DEV_CARRIER_API_KEY = "sandbox-carrier-key"
 DEV_CARRIER_WEBHOOK_SECRET = "sandbox-carrier-webhook-secret"
@@ -30,7 +30,7 @@ def _secret(env: str, value: SecretStr | None, development: str, variable: str, 
     )
 
 
-class FulfillmentSettings(Settings):
+class FulfillmentSettings(StoreSettings):
     """What the fulfillment service needs: the carrier, and the store's identity for documents and labels."""
 
     carrier_url: str = Field("http://127.0.0.1:8091",
@@ -41,9 +41,6 @@ class FulfillmentSettings(Settings):
         None, description="Secret the carrier signs tracking webhooks with (HMAC-SHA256); required when "
         "OMS_ENV=production.")
     carrier_timeout: float = Field(10.0, gt=0, le=120, description="Seconds to wait for the carrier's answer.")
-    store_name: str = Field("OMS Demo Store", description="The store's name on documents and as the shipper.")
-    store_email: str = Field("orders@example.com", description="The store's e-mail on documents.")
-    store_phone: str = Field("+1 555 0100", description="The store's phone on documents and labels.")
     store_address: str = Field("1 Market Street, San Francisco, 94105",
                                description="The store's address, one line, comma-separated (line1, city, postal "
                                "code): documents and the default ship-from address.")

@@ -1,0 +1,105 @@
+"""What every notifications use case does the same way: the channel ports together, the time, moving a
+message's status (history + ``notification.message_status_changed.v1``), staff alerts, and reads."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from services.notifications import domain, store
+from services.notifications.channels import EmailSender, SmsSender, WhatsAppSender
+from services.notifications.contracts import events as ev
+from services.notifications.contracts.vocabulary import AlertKind, MessageChannel, MessageStatus
+from services.notifications.settings import NotificationSettings
+from shared import outbox
+from shared.db import Database
+
+log = logging.getLogger("services.notifications")
+
+SERVICE = "notifications"
+Tx = psycopg.Connection[Any]
+SYSTEM_ACTOR = {"type": "system", "id": "notifications", "name": "Notifications"}
+
+
+@dataclass
+class Channels:
+    """The three channel ports (``services.notifications.channels``): adapters in the service, fakes in tests."""
+
+    email: EmailSender
+    sms: SmsSender
+    whatsapp: WhatsAppSender
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def actor_json(actor: Any) -> dict[str, Any]:
+    if actor is None:
+        return dict(SYSTEM_ACTOR)
+    if hasattr(actor, "model_dump"):
+        return dict(actor.model_dump(mode="json"))
+    return dict(actor)
+
+
+@contextmanager
+def read(db: Database) -> Iterator[Tx]:
+    """A connection for reads that need no transaction (autocommit)."""
+    with db.pool.connection() as conn:
+        conn.autocommit = True
+        try:
+            yield conn
+        finally:
+            if not (conn.closed or conn.broken):
+                conn.autocommit = False
+
+
+def preferences(tx: Tx, settings: NotificationSettings) -> domain.Preferences:
+    """The store's settings as they are now (read at each batch and each send: a change is effective at once)."""
+    return store.load_preferences(tx)[0]
+
+
+def store_email(prefs: domain.Preferences, settings: NotificationSettings) -> str:
+    return prefs.store_email or settings.store_email
+
+
+def test_recipient(prefs: domain.Preferences, settings: NotificationSettings) -> str:
+    return prefs.test_recipient or store_email(prefs, settings)
+
+
+def subject_of(message: dict[str, Any]) -> str:
+    return str(message["order_id"]) if message.get("order_id") else "store"
+
+
+def announce(tx: Tx, message: dict[str, Any], from_status: str | None, status: str, reason: str | None,
+             at: datetime, source: str) -> None:
+    """A status the message took: its history row and ``notification.message_status_changed.v1``."""
+    store.add_history(tx, message["id"], from_status, status, reason, source, at)
+    subject = subject_of(message)
+    outbox.emit(tx, SERVICE, ev.MessageStatusChanged(
+        message_id=message["id"], order_id=message.get("order_id"), number=message.get("number"),
+        test=bool(message.get("test")), kind=message["kind"], channel=MessageChannel(message["channel"]),
+        recipient=domain.mask(message["recipient"]),
+        from_status=MessageStatus(from_status) if from_status else None, status=MessageStatus(status),
+        reason=reason, at=at,
+    ), subject=subject, correlation_id=subject, causation_id=str(message["id"]))
+
+
+def raise_alert(tx: Tx, kind: AlertKind | str, *, order_id: Any = None, number: int | None = None, test: bool = False,
+                title: str, text: str, at: datetime | None = None, causation: str | None = None) -> dict[str, Any]:
+    """A staff alert: a row in ``alerts`` (its id is the live stream's event id) and
+    ``notification.alert_raised.v1``, in the caller's transaction."""
+    at = at or now()
+    row = store.insert_alert(tx, AlertKind(kind).value, order_id, number, test, title, text, at)
+    subject = str(order_id) if order_id else "store"
+    outbox.emit(tx, SERVICE, ev.AlertRaised(
+        alert_id=row["id"], kind=AlertKind(kind), order_id=order_id, number=number, test=test, title=title,
+        text=text, at=at,
+    ), subject=subject, correlation_id=subject, causation_id=causation or f"alert:{row['id']}")
+    return row
