@@ -14,6 +14,7 @@
 The Nameko class (``services.notifications.service``) only forwards its entrypoints here.
 """
 
+from services.notifications.usecases import alerts, timeline
 from services.notifications.usecases.common import Channels, raise_alert
 from services.notifications.usecases.events import (
     FULFILLMENT_EVENT_TYPES,
@@ -34,6 +35,7 @@ from services.notifications.usecases.templates import (
 )
 
 __all__ = [
+    "alerts", "timeline",
     "FULFILLMENT_EVENT_TYPES", "HANDLERS", "ORDER_EVENT_TYPES", "PAYMENT_EVENT_TYPES", "Channels", "Sender",
     "Templates", "get_message", "get_settings", "handle_events", "handle_provider_webhook", "list_messages",
     "list_templates", "preview_template", "raise_alert", "resend_message", "reset_template", "save_template",

@@ -1,0 +1,78 @@
+"""SQL of staff alerts and the order timeline (tables ``alerts`` and ``timeline_entries`` of schema
+``notifications``). Only this module knows their layout; the use cases call it inside their transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+Tx = psycopg.Connection[Any]
+
+
+# ------------------------------------------------------------------------------------------------ alerts
+def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """One alert; None if this event raised this kind already (a redelivery). ``row``: kind, order_id, number,
+    test, title, text, at, event_id (None for alerts the service raises itself)."""
+    found = tx.execute(
+        "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
+        " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"
+        " ON CONFLICT (event_id, kind) DO NOTHING"
+        " RETURNING id, kind, order_id, number, test, title, text, at",
+        dict(row),
+    ).fetchone()
+    return dict(found) if found else None
+
+
+def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
+    """Alerts with an id above ``after_id`` (the SSE stream's last event id), in id order."""
+    if kinds is None:
+        rows = tx.execute(
+            "SELECT id, kind, order_id, number, test, title, text, at FROM alerts WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit),
+        ).fetchall()
+    else:
+        rows = tx.execute(
+            "SELECT id, kind, order_id, number, test, title, text, at FROM alerts"
+            " WHERE kind = ANY(%s) AND id > %s ORDER BY id LIMIT %s",
+            (list(kinds), after_id, limit),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+# ------------------------------------------------------------------------------------------------ timeline
+def insert_entry(tx: Tx, row: Mapping[str, Any]) -> bool:
+    """One timeline entry per event; False if the event was recorded already."""
+    cur = tx.execute(
+        "INSERT INTO timeline_entries (event_id, order_id, source, kind, sequence, at, summary, actor, data)"
+        " VALUES (%(event_id)s, %(order_id)s, %(source)s, %(kind)s, %(sequence)s, %(at)s, %(summary)s, %(actor)s,"
+        " %(data)s) ON CONFLICT (event_id) DO NOTHING",
+        {**row, "actor": Jsonb(row["actor"]) if row.get("actor") is not None else None, "data": Jsonb(row["data"])},
+    )
+    return cur.rowcount == 1
+
+
+def entries(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
+    """The order's entries in time order; entries of the same instant in their source's per-order order."""
+    rows = tx.execute(
+        "SELECT source, kind, sequence, at, summary, actor, data FROM timeline_entries WHERE order_id = %s"
+        " ORDER BY at, sequence, id",
+        (order_id,),
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def message_history(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:
+    """Every status every message of the order took (N-core's ``messages`` and ``message_history``), in time
+    order."""
+    rows = tx.execute(
+        "SELECT m.id AS message_id, m.kind, m.channel, m.recipient, m.redirected, h.from_status, h.status, h.reason,"
+        " h.source, h.at FROM messages m JOIN message_history h ON h.message_id = m.id WHERE m.order_id = %s"
+        " ORDER BY h.at, h.id",
+        (order_id,),
+    ).fetchall()
+    return [dict(r) for r in rows]
