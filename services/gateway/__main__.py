@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import uvicorn
 
@@ -24,6 +25,9 @@ def serve(settings: GatewaySettings | None = None) -> None:
         access_log=settings.log_level == "DEBUG",
         proxy_headers=True,
         server_header=False,
+        # Requests in flight may finish (each is bounded by OMS_RPC_TIMEOUT_SECONDS); then open streams (the alert
+        # stream never ends by itself) are cut, and their clients resume on another process with Last-Event-ID.
+        timeout_graceful_shutdown=math.ceil(settings.rpc_timeout_seconds) + 2,
     )
 
 

@@ -1,11 +1,11 @@
 """The gateway's settings: the common ones (``shared.config.Settings``) plus where it listens and how long
-it waits for a service."""
+it waits for a service, and the token of WhatsApp's webhook subscription handshake."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.config import Settings, load
 
@@ -17,6 +17,20 @@ class GatewaySettings(Settings):
         10.0, gt=0, description="How long the gateway waits for the services in one request (every call, batch wait "
         "and retry); then it answers 504."
     )
+    whatsapp_verify_token: SecretStr | None = Field(
+        None, description="The token WhatsApp sends in its webhook subscription handshake (you choose it in the "
+        "Meta app's webhook settings); development: `oms-dev-verify-token` if unset; production: the handshake "
+        "is refused until it is set."
+    )
+
+    def whatsapp_verify_token_value(self) -> str | None:
+        """The configured token; in development only, the development one; None: refuse every handshake."""
+        if self.whatsapp_verify_token is not None and self.whatsapp_verify_token.get_secret_value():
+            return self.whatsapp_verify_token.get_secret_value()
+        return DEV_WHATSAPP_VERIFY_TOKEN if self.env == "development" else None
+
+
+DEV_WHATSAPP_VERIFY_TOKEN = "oms-dev-verify-token"
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import fulfillment, orders, payments, system
+from services.gateway.routes import fulfillment, notifications, orders, payments, system
 
-ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *orders.ROUTERS, *payments.ROUTERS, *fulfillment.ROUTERS)
+ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *orders.ROUTERS, *payments.ROUTERS, *fulfillment.ROUTERS,
+                                  *notifications.ROUTERS)
