@@ -17,7 +17,13 @@ Tx = psycopg.Connection[Any]
 # ------------------------------------------------------------------------------------------------ alerts
 def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One alert; None if this event raised this kind already (a redelivery). ``row``: kind, order_id, number,
-    test, title, text, at, event_id (None for alerts the service raises itself)."""
+    test, title, text, at, event_id (None for alerts the service raises itself).
+
+    Alert ids are the live stream's event ids, and a client resumes "after id N": so ids must become visible
+    in id order. A sequence alone does not give that (a transaction that took id 41 may commit after one that
+    took 42, and a client that saw 42 would never see 41). The transaction-scoped lock taken before the id
+    is drawn makes alert-writing transactions take ids and commit one after the other."""
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))")
     found = tx.execute(
         "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
         " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"

@@ -273,3 +273,43 @@ def test_a_timeline_of_an_unknown_order_is_not_found(servers: Servers, service: 
         rpc(servers, "timeline", order_id="1001")
     log = service.read_text(errors="replace")
     assert "oms.notifications.timeline" not in log  # no story batch failed, was retried or dead-lettered
+
+
+def test_alert_ids_become_visible_in_order_so_a_resumed_stream_misses_none(servers: Servers,
+                                                                           migrated: dict[str, str]) -> None:
+    """A client resumes the stream "after id N". If a transaction holding a lower id could commit after a higher
+    one was seen, the lower alert would be skipped for good: alert writers take ids and commit in turn."""
+    import threading
+
+    from services.notifications import store_timeline
+    from shared.db import Database
+
+    db = Database(servers.database_url, "notifications", size=4)
+    db.open()
+
+    def row(title: str) -> dict[str, Any]:
+        return {"kind": "new_order", "order_id": None, "number": None, "test": True, "title": title, "text": "",
+                "at": datetime.now(UTC), "event_id": uuid.uuid4()}
+
+    with db.transaction() as reader:
+        start = max([0, *[a["id"] for a in store_timeline.alerts_after(reader, 0, None, 100_000)]])
+    second_done = threading.Event()
+    with db.transaction() as first:
+        first_id = store_timeline.insert_alert(first, row("slow writer"))["id"]
+
+        def second() -> None:
+            with db.transaction() as tx:
+                store_timeline.insert_alert(tx, row("fast writer"))
+            second_done.set()
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        assert not second_done.wait(1.0)  # the second writer waits for the first to commit
+        with db.transaction() as reader:
+            assert store_timeline.alerts_after(reader, start, None, 100) == []  # nothing visible past a gap
+    thread.join(10)
+    assert second_done.is_set()
+    with db.transaction() as reader:
+        seen = store_timeline.alerts_after(reader, start, None, 100)
+    db.close()
+    assert [a["title"] for a in seen] == ["slow writer", "fast writer"] and seen[0]["id"] == first_id
