@@ -139,7 +139,9 @@ def test_events_through_the_broker_raise_alerts_in_order_once_each(
     placed = story.placed(T0)
     publish_events(servers.amqp_url, [placed, story.move(T0 + timedelta(minutes=1), "placed", "confirmed"),
                                       placed])  # delivered twice: one alert
-    wait_for(lambda: len(alerts_of(servers, story, start)) == 2, what="two alerts")
+    # The service's queues were declared at migration: in a full run they hold every order event the earlier
+    # test modules published, which it works through first.
+    wait_for(lambda: len(alerts_of(servers, story, start)) == 2, timeout=120, what="two alerts")
     publish_events(servers.amqp_url, [story.paid(T0 + timedelta(minutes=2))])
     wait_for(lambda: len(alerts_of(servers, story, start)) == 3, what="the payment alert")
     oos = story.out_of_stock(T0 + timedelta(minutes=3))
@@ -185,7 +187,13 @@ def test_alerts_page_by_id_and_filter_by_kind(servers: Servers, service: Path) -
     for i, s in enumerate(stories):
         publish_events(servers.amqp_url, [s.placed(T0 + timedelta(seconds=i)),
                                           s.move(T0 + timedelta(seconds=i, milliseconds=1), "placed", "confirmed")])
-    wait_for(lambda: len(rpc(servers, "alerts_after", after_id=start, limit=1000)["items"]) >= 6, what="six alerts")
+    mine = {s.number for s in stories}
+
+    def own(items: list[dict[str, Any]]) -> list[dict[str, Any]]:  # other modules' orders may raise alerts too
+        return [a for a in items if a["number"] in mine]
+
+    wait_for(lambda: len(own(rpc(servers, "alerts_after", after_id=start, limit=1000)["items"])) >= 6,
+             timeout=120, what="six alerts")
 
     # A client reading two at a time from where it stopped sees every alert once, in order.
     seen: list[dict[str, Any]] = []
@@ -195,16 +203,16 @@ def test_alerts_page_by_id_and_filter_by_kind(servers: Servers, service: Path) -
         seen.extend(page)
         last = page[-1]["id"]
     everything = rpc(servers, "alerts_after", after_id=start, limit=1000)["items"]
-    assert seen == everything
-    assert len({a["id"] for a in seen}) == len(seen)
+    assert everything[:len(seen)] == seen  # later alerts (other modules' orders) may only come after
+    assert len({a["id"] for a in seen}) == len(seen) and len(own(seen)) == 6
 
-    new_orders = rpc(servers, "alerts_after", after_id=start, kinds=["new_order"])["items"]
+    new_orders = own(rpc(servers, "alerts_after", after_id=start, kinds=["new_order"], limit=1000)["items"])
     assert {a["number"] for a in new_orders} == {s.number for s in stories}
     assert {a["kind"] for a in new_orders} == {"new_order"}
     assert [a["test"] for a in new_orders if a["number"] == stories[1].number] == [True]
-    both = rpc(servers, "alerts_after", after_id=start, kinds="new_order,stage_change")["items"]
+    both = own(rpc(servers, "alerts_after", after_id=start, kinds="new_order,stage_change", limit=1000)["items"])
     assert len(both) == 6
-    assert rpc(servers, "alerts_after", after_id=last)["items"] == []
+    assert own(rpc(servers, "alerts_after", after_id=last)["items"]) == []
     with pytest.raises(InvalidRequest) as refused:
         rpc(servers, "alerts_after", after_id=start, kinds=["new_orders"])
     assert refused.value.extra["errors"][0]["field"] == "kinds"
@@ -272,7 +280,11 @@ def test_a_timeline_of_an_unknown_order_is_not_found(servers: Servers, service: 
     with pytest.raises(InvalidRequest):
         rpc(servers, "timeline", order_id="1001")
     log = service.read_text(errors="replace")
-    assert "oms.notifications.timeline" not in log  # no story batch failed, was retried or dead-lettered
+    # No story batch failed or was retried; only the poison messages other modules publish on purpose (not
+    # JSON, not a CloudEvent) are dead-lettered, at once and alone.
+    trouble = [line for line in log.splitlines() if "oms.notifications.timeline" in line
+               and "dead-lettered after 1 attempt(s): PermanentError" not in line]
+    assert not trouble, trouble
 
 
 def test_alert_ids_become_visible_in_order_so_a_resumed_stream_misses_none(servers: Servers,
