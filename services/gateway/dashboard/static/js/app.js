@@ -1,0 +1,87 @@
+// The dashboard shell: a hash router (#/orders, #/orders/1001, #/settings/...), the signed-in staff member
+// (GET /api/v1/session), the navigation, and the live alert banner. Each page is a module in pages/ exporting
+// `render(root, params, ctx)`; it may return a cleanup function. ctx.can(action) reads the staff member's role
+// as the server reports it (the server checks every action again).
+
+import { get, ProblemError } from "./api.js";
+import { h, mount, toast } from "./ui.js";
+import { onAlert } from "./live.js";
+
+const routes = [
+  [/^#\/signin/, "signin"],
+  [/^#\/orders\/new$/, "new-order"],
+  [/^#\/orders\/([^/?]+)/, "order"],
+  [/^#\/(orders)?(\?.*)?$/, "orders"],
+  [/^#\/settings\/?([^/?]*)/, "settings"],
+];
+
+const ctx = { me: null, can: () => false };
+let cleanup = null;
+
+async function whoAmI() {
+  try {
+    ctx.me = await get("/api/v1/session");
+  } catch (e) {
+    if (e instanceof ProblemError && e.status === 401) ctx.me = null; else throw e;
+  }
+  const allowed = new Set((ctx.me && ctx.me.permissions) || []);
+  ctx.can = (action) => allowed.has(action);
+}
+
+function nav() {
+  if (!ctx.me) return null;
+  return h("nav", { "aria-label": "Main" },
+    h("a", { href: "#/orders", class: "brand" }, "OMS"),
+    h("a", { href: "#/orders" }, "Orders"),
+    ctx.can("orders.create") ? h("a", { href: "#/orders/new" }, "New order") : null,
+    h("a", { href: "#/settings" }, "Settings"),
+    h("span", { class: "spacer" }),
+    h("span", { class: "who" }, `${ctx.me.name} (${ctx.me.role})`),
+    h("button", { class: "link", onclick: signOut }, "Sign out"));
+}
+
+async function signOut() {
+  const { api } = await import("./api.js");
+  await api("DELETE", "/api/v1/session");
+  ctx.me = null;
+  window.location.hash = "#/signin";
+}
+
+async function route() {
+  const hash = window.location.hash || "#/orders";
+  if (!ctx.me && !hash.startsWith("#/signin")) await whoAmI();
+  if (!ctx.me && !hash.startsWith("#/signin")) {
+    window.location.hash = `#/signin?next=${encodeURIComponent(hash)}`;
+    return;
+  }
+  let page = "orders";
+  let match = null;
+  for (const [re, name] of routes) {
+    match = hash.match(re);
+    if (match) { page = name; break; }
+  }
+  if (typeof cleanup === "function") cleanup();
+  cleanup = null;
+  const header = document.getElementById("header");
+  mount(header, nav());
+  const root = document.getElementById("main");
+  root.setAttribute("aria-busy", "true");
+  try {
+    const mod = await import(`./pages/${page}.js`);
+    const params = new URLSearchParams((hash.split("?")[1]) || "");
+    cleanup = await mod.render(root, { match, params }, ctx);
+    if (page === "signin") await whoAmI();
+  } catch (e) {
+    mount(root, h("p", { class: "problem", role: "alert" }, e.message || String(e)));
+  } finally {
+    root.removeAttribute("aria-busy");
+  }
+}
+
+window.addEventListener("hashchange", route);
+window.addEventListener("DOMContentLoaded", () => {
+  route();
+  onAlert((a) => { if (ctx.me) toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
+});
+
+export { ctx };
