@@ -10,7 +10,6 @@ payments routes do). Bodies and answers are the fulfillment contract's models
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -49,6 +48,7 @@ from services.fulfillment.contracts.schemas import (
 from services.fulfillment.contracts.vocabulary import status_tables
 from services.gateway.auth import Principal
 from services.gateway.commands import Locator, execute
+from services.gateway.order_refs import CATCH_UP_SECONDS, call_about_order, order_by_ref, order_id_of
 from services.gateway.problems import problem_responses
 from services.gateway.routing import (
     API_PREFIX,
@@ -60,7 +60,7 @@ from services.gateway.routing import (
     api_router,
     public_router,
 )
-from services.gateway.rpc import RemoteServiceError, ServiceUnavailable
+from services.gateway.rpc import RemoteServiceError
 from services.gateway.state import gateway
 from services.gateway.views import render, view
 from shared.errors import NotFound
@@ -86,50 +86,15 @@ PDF_TYPE = {"application/pdf": {"schema": {"type": "string", "format": "binary"}
 
 
 # ------------------------------------------------------------------------------------------- orders
-async def _order(request: Request, ref: str) -> dict[str, Any]:
-    """The order for a ref (id, number or #number), from orders (404 there when nobody placed it)."""
-    order: dict[str, Any] = await gateway(request).rpc.call("orders", "get_order", ref=ref)
-    return order
+_order = order_by_ref
+_order_id = order_id_of
 
-
-async def _order_id(request: Request, ref: str) -> str:
-    """An order id as is (fulfillment checks it); a number is looked up in orders."""
-    try:
-        return str(UUID(ref))
-    except ValueError:
-        return str((await _order(request, ref))["id"])
-
-
-FULFILLMENT_CATCH_UP_SECONDS = 3.0
+FULFILLMENT_CATCH_UP_SECONDS = CATCH_UP_SECONDS
 
 
 async def _about_order(request: Request, about: str, method: str, /, **kwargs: Any) -> Any:
-    """Call fulfillment about an order the orders service knows.
-
-    Fulfillment learns of an order from its ``order.placed`` event, a few milliseconds after orders commit it.
-    For an order that exists, fulfillment's "not found" is that lag: wait for it (bounded), then answer 503
-    with ``Retry-After``. An id nobody placed is a plain 404 (orders say so). Fulfillment raises ``NotFound``
-    before changing anything, so calling again is safe."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + FULFILLMENT_CATCH_UP_SECONDS
-    delay = 0.02
-    known_to_orders = False
-    while True:
-        try:
-            return await gateway(request).rpc.call(SERVICE, method, **kwargs)
-        except NotFound as exc:
-            if str(exc.extra.get("order_id")) != about:
-                raise
-            if not known_to_orders:
-                await _order(request, about)
-                known_to_orders = True
-            if loop.time() > deadline:
-                raise ServiceUnavailable(
-                    f"Fulfillment has not caught up with order {about} yet; try again in a moment.",
-                    headers={"Retry-After": "1"}, order_id=about,
-                ) from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    """Call fulfillment about an order (``services.gateway.order_refs``: the wait while fulfillment catches up)."""
+    return await call_about_order(request, SERVICE, about, method, catch_up=FULFILLMENT_CATCH_UP_SECONDS, **kwargs)
 
 
 def shipment_location(data: dict[str, Any]) -> str | None:

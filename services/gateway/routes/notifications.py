@@ -12,7 +12,6 @@ the live stream polls ``alerts_after`` (``services/gateway/sse.py``).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from typing import Annotated, Any
 from uuid import UUID
@@ -22,6 +21,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.gateway.commands import execute
+from services.gateway.order_refs import CATCH_UP_SECONDS, call_about_order, order_id_of
 from services.gateway.problems import problem_response, problem_responses
 from services.gateway.routing import (
     API_PREFIX,
@@ -33,7 +33,6 @@ from services.gateway.routing import (
     api_router,
     public_router,
 )
-from services.gateway.rpc import ServiceUnavailable
 from services.gateway.sse import SSE_HEADERS, AlertPoller, alert_events
 from services.gateway.state import gateway
 from services.gateway.views import render, view
@@ -76,42 +75,15 @@ SSE_TYPE = {"text/event-stream": {"schema": {"type": "string"}}}
 
 
 # ------------------------------------------------------------------------------------------- orders
-async def _order_id(request: Request, ref: str) -> str:
-    """An order id as is; a number (``1001``, ``#1001``) is looked up in orders (404 there if nobody placed it)."""
-    try:
-        return str(UUID(ref))
-    except ValueError:
-        order: dict[str, Any] = await gateway(request).rpc.call("orders", "get_order", ref=ref)
-        return str(order["id"])
+_order_id = order_id_of
 
-
-NOTIFICATIONS_CATCH_UP_SECONDS = 3.0
+NOTIFICATIONS_CATCH_UP_SECONDS = CATCH_UP_SECONDS
 
 
 async def _about_order(request: Request, order_id: str, method: str, /, **kwargs: Any) -> Any:
-    """Call notifications about an order: it learns of an order from ``order.placed`` a moment after orders
-    commit it, so its "not found" for an order orders know is that lag: wait (bounded), then 503 with
-    ``Retry-After``. An id nobody placed is orders' plain 404."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + NOTIFICATIONS_CATCH_UP_SECONDS
-    delay = 0.02
-    known_to_orders = False
-    while True:
-        try:
-            return await gateway(request).rpc.call(SERVICE, method, **kwargs)
-        except NotFound as exc:
-            if str(exc.extra.get("order_id")) != order_id:
-                raise
-            if not known_to_orders:
-                await gateway(request).rpc.call("orders", "get_order", ref=order_id)
-                known_to_orders = True
-            if loop.time() > deadline:
-                raise ServiceUnavailable(
-                    f"Notifications have not caught up with order {order_id} yet; try again in a moment.",
-                    headers={"Retry-After": "1"}, order_id=order_id,
-                ) from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    """Call notifications about an order (``services.gateway.order_refs``: the wait while it catches up)."""
+    return await call_about_order(request, SERVICE, order_id, method, catch_up=NOTIFICATIONS_CATCH_UP_SECONDS,
+                                  **kwargs)
 
 
 # ------------------------------------------------------------------------------------------- templates

@@ -6,9 +6,7 @@ answers are the payments contract's models (``services.payments.contracts``)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import Body, Query, Request
 from fastapi.responses import Response
@@ -16,6 +14,7 @@ from pydantic import BaseModel
 
 from services.gateway.auth import Principal
 from services.gateway.commands import execute
+from services.gateway.order_refs import CATCH_UP_SECONDS, call_about_order, order_by_ref, order_id_of
 from services.gateway.problems import problem_responses
 from services.gateway.routing import (
     IDEMPOTENCY_DOC,
@@ -26,7 +25,6 @@ from services.gateway.routing import (
     api_router,
     public_router,
 )
-from services.gateway.rpc import ServiceUnavailable
 from services.gateway.state import gateway
 from services.gateway.views import render
 from services.payments.contracts.schemas import (
@@ -41,57 +39,21 @@ from services.payments.contracts.schemas import (
     RefundPreviewView,
     WebhookAck,
 )
-from shared.errors import NotFound
 
 public = public_router()
 router = api_router()
 
 
-async def _payments_order(request: Request, ref: str) -> dict[str, Any]:
-    """The order for a ref (id, number or #number): payments know orders by id only."""
-    order: dict[str, Any] = await gateway(request).rpc.call("orders", "get_order", ref=ref)
-    return order
+_payments_order = order_by_ref
+_payments_order_id = order_id_of
 
-
-async def _payments_order_id(request: Request, ref: str) -> str:
-    """An order id as is (no round trip to orders: payments check it); a number is looked up in orders."""
-    try:
-        return str(UUID(ref))
-    except ValueError:
-        return str((await _payments_order(request, ref))["id"])
-
-
-PAYMENTS_CATCH_UP_SECONDS = 3.0
+PAYMENTS_CATCH_UP_SECONDS = CATCH_UP_SECONDS
 
 
 async def _payments(request: Request, method: str, order_id: str, **kwargs: Any) -> Any:
-    """Call payments about an order the orders service has just shown us.
-
-    Payments learn of an order from its ``order.placed`` event, a few milliseconds after orders commit it.
-    A client that places an order and at once asks for a payment link would otherwise get a confusing 404:
-    for an order that exists, "not found" is that lag, so wait for it (bounded), then say so with a 503.
-    Payments raise ``NotFound`` before changing anything, so calling again is safe.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PAYMENTS_CATCH_UP_SECONDS
-    delay = 0.02
-    known_to_orders = False
-    while True:
-        try:
-            return await gateway(request).rpc.call("payments", method, order_id=order_id, **kwargs)
-        except NotFound as exc:
-            if exc.extra.get("order_id") != order_id:
-                raise
-            if not known_to_orders:  # an id nobody placed is a plain 404 (orders say so), not a wait
-                await _payments_order(request, order_id)
-                known_to_orders = True
-            if loop.time() > deadline:
-                raise ServiceUnavailable(
-                    f"Payments have not caught up with order {order_id} yet; try again in a moment.",
-                    headers={"Retry-After": "1"}, order_id=order_id,
-                ) from None
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.25)
+    """Call payments about an order (``services.gateway.order_refs``: the wait while payments catch up)."""
+    return await call_about_order(request, "payments", order_id, method, catch_up=PAYMENTS_CATCH_UP_SECONDS,
+                                  order_id=order_id, **kwargs)
 
 
 async def _payment_command(
