@@ -152,16 +152,17 @@ export async function render(section, ctx, title) {
     mount(editor, h("div", { class: "settings-editor-grid" }, form, preview));
     renderPreview();
     form.querySelector("h3").focus();
+    editor.scrollIntoView({ block: "start" });
   }
 
   mount(section, h("h2", { id: "settings-sub-title" }, title),
     canEdit ? null : readOnlyNote("the message templates"),
     filters,
+    editor,
     h("div", { class: "settings-table" }, h("table", {},
       h("caption", { class: "muted" }, "Templates by kind, channel and language"),
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Kind"), h("th", { scope: "col" }, "Channel"),
         h("th", { scope: "col" }, "Language"), h("th", { scope: "col" }, "State"), h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Action")))),
-      tbody)),
-    editor);
+      tbody)));
   drawList();
 }
