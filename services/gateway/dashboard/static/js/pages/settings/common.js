@@ -59,7 +59,10 @@ export function clearProblem(container) {
 // shown next to the fields it names and the person corrects and submits again. Resolves with the answer, or
 // null when cancelled.
 export async function formDialog(title, body, submit, send, opts = {}) {
-  let current = await dialog(title, body, { submit, ...opts });
+  const pending = dialog(title, body, { submit, ...opts });
+  const form = body.closest("form");
+  if (form) form.noValidate = true;  // the API checks the fields and names the wrong ones
+  let current = await pending;
   while (current) {
     const button = current.form.querySelector("button[type=submit]");
     button.disabled = true;

@@ -5,7 +5,7 @@
 
 import { ProblemError, del, get, post, put } from "../../api.js";
 import { confirmAction, h, mount, label, showProblem, toast } from "../../ui.js";
-import { clearProblem, debounce, field, readOnlyNote, say, statusLine } from "./common.js";
+import { debounce, field, readOnlyNote, say, statusLine } from "./common.js";
 
 const CHANNEL_NAMES = { email: "E-mail", sms: "SMS", whatsapp: "WhatsApp" };
 
@@ -47,9 +47,10 @@ export async function render(section, ctx, title) {
     drawList();
   }
 
-  function openEditor(t) {
+  function openEditor(t, note = "") {
     const path = `notifications/templates/${encodeURIComponent(t.kind)}/${t.channel}/${t.language}`;
     const status = statusLine();
+    if (note) say(status, note);
     const isEmail = t.channel === "email";
     const isWhatsApp = t.channel === "whatsapp";
     const form = h("form", { class: "card settings-template", "aria-labelledby": "template-title", novalidate: true },
@@ -126,11 +127,9 @@ export async function render(section, ctx, title) {
       say(status, "Saving…", "busy");
       try {
         const saved = await put(path, body);
-        clearProblem(form);
-        say(status, "Saved.");
         toast("Template saved");
         replaceTemplate(saved);
-        openEditor(saved);
+        openEditor(saved, "Saved.");
       } catch (err) {
         say(status, "Not saved.", "error");
         showProblem(form, err);
@@ -143,7 +142,7 @@ export async function render(section, ctx, title) {
         const def = await del(path);
         toast("Template reset to the default");
         replaceTemplate(def);
-        openEditor(def);
+        openEditor(def, "Reset to the shipped default.");
       } catch (err) {
         showProblem(form, err);
       }
