@@ -5,7 +5,7 @@
 
 import { get, ProblemError } from "./api.js";
 import { h, mount, toast } from "./ui.js";
-import { onAlert } from "./live.js";
+import { onAlert, stop as stopLive } from "./live.js";
 
 const routes = [
   [/^#\/signin/, "signin"],
@@ -18,6 +18,12 @@ const routes = [
 const ctx = { me: null, can: () => false };
 let cleanup = null;
 let routeSeq = 0;  // a newer hash change wins: an older route's late page or error is not shown over it
+let live = null; // unsubscribe of the toast listener; the stream opens once signed in (401 before that)
+
+function startLive() {
+  if (live) return;
+  live = onAlert((a) => { if (ctx.me) toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
+}
 
 async function whoAmI() {
   try {
@@ -43,8 +49,14 @@ function nav() {
 
 async function signOut() {
   const { api } = await import("./api.js");
-  await api("DELETE", "/api/v1/session");
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch (e) {
+    if (!(e instanceof ProblemError && e.status === 401)) throw e; // already signed out
+  }
   ctx.me = null;
+  if (live) { live(); live = null; }
+  stopLive();
   window.location.hash = "#/signin";
 }
 
@@ -56,6 +68,7 @@ async function route() {
     window.location.hash = `#/signin?next=${encodeURIComponent(hash)}`;
     return;
   }
+  if (ctx.me) startLive();
   let page = "orders";
   let match = null;
   for (const [re, name] of routes) {
@@ -83,9 +96,6 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", () => {
-  route();
-  onAlert((a) => { if (ctx.me) toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
-});
+window.addEventListener("DOMContentLoaded", route);
 
 export { ctx };
