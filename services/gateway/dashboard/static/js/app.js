@@ -17,6 +17,7 @@ const routes = [
 
 const ctx = { me: null, can: () => false };
 let cleanup = null;
+let routeSeq = 0;  // a newer hash change wins: an older route's late page or error is not shown over it
 let live = null; // unsubscribe of the toast listener; the stream opens once signed in (401 before that)
 
 function startLive() {
@@ -60,6 +61,7 @@ async function signOut() {
 }
 
 async function route() {
+  const mine = ++routeSeq;
   const hash = window.location.hash || "#/orders";
   if (!ctx.me && !hash.startsWith("#/signin")) await whoAmI();
   if (!ctx.me && !hash.startsWith("#/signin")) {
@@ -81,10 +83,12 @@ async function route() {
   root.setAttribute("aria-busy", "true");
   try {
     const mod = await import(`./pages/${page}.js`);
+    if (mine !== routeSeq) return;
     const params = new URLSearchParams((hash.split("?")[1]) || "");
     cleanup = await mod.render(root, { match, params }, ctx);
     if (page === "signin") await whoAmI();
   } catch (e) {
+    if (mine !== routeSeq) return;
     mount(root, h("p", { class: "problem", role: "alert" }, e.message || String(e)));
   } finally {
     root.removeAttribute("aria-busy");
