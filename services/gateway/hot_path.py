@@ -88,6 +88,8 @@ class HotPath:
             if route is None or route.endpoint is not hot.endpoint:
                 raise RuntimeError(f"hot route {hot.method} {hot.path} is not a route of the app")
             self._by_method.setdefault(hot.method, []).append((route.path_regex, route.param_convertors, hot))
+        # A fixed path the app routes elsewhere (GET /orders/export.csv) is not an order ref: FastAPI serves it.
+        self._static = {(method, route.path) for (method, _p), route in declared.items() if "{" not in route.path}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidates = self._by_method.get(scope.get("method", "")) if scope["type"] == "http" else None
@@ -95,7 +97,7 @@ class HotPath:
             await self.app(scope, receive, send)
             return
         found = _first_match(candidates, scope["path"])
-        if found is None:
+        if found is None or (scope.get("method"), scope["path"]) in self._static:
             await self.app(scope, receive, send)
             return
         hot, params, convertors = found
