@@ -89,7 +89,7 @@ class HotPath:
                 raise RuntimeError(f"hot route {hot.method} {hot.path} is not a route of the app")
             self._by_method.setdefault(hot.method, []).append((route.path_regex, route.param_convertors, hot))
         # A fixed path the app routes elsewhere (GET /orders/export.csv) is not an order ref: FastAPI serves it.
-        self._static = {(method, route.path) for (method, _p), route in declared.items() if "{" not in route.path}
+        self._static = {key for key in declared if "{" not in key[1]} - {(hot.method, hot.path) for hot in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidates = self._by_method.get(scope.get("method", "")) if scope["type"] == "http" else None
