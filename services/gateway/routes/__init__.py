@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import export, fulfillment, notifications, orders, payments, system, views
+from services.gateway.routes import export, fulfillment, notifications, orders, payments, session, system, views
 
 # export before orders: /orders/export.csv is not an order called `export.csv`.
-ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *export.ROUTERS, *orders.ROUTERS, *payments.ROUTERS,
-                                  *fulfillment.ROUTERS, *notifications.ROUTERS, *views.ROUTERS)
+ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *session.ROUTERS, *export.ROUTERS, *orders.ROUTERS,
+                                  *payments.ROUTERS, *fulfillment.ROUTERS, *notifications.ROUTERS, *views.ROUTERS)
