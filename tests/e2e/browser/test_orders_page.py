@@ -57,7 +57,7 @@ def test_a_new_order_appears_live_and_its_payment_indicator_turns(as_role: Any, 
 
     page = as_role("staff")
     expect(page.get_by_role("heading", name="Orders")).to_be_visible()
-    page.wait_for_function("document.body.dataset.live === 'on'")
+    expect(page.locator("body")).to_have_attribute("data-live", "on")
     with dashboard.api() as api:
         order = place(api, f"Asha {tag()}", confirm=False)
         the_row = row(page, order["number"])

@@ -209,7 +209,7 @@ export async function render(root, { params }, ctx) {
       views = (await get("views")).items;
     } catch { views = []; }
     viewPick.replaceChildren(h("option", { value: "" }, "Choose a view…"),
-      views.map((v) => h("option", { value: v.id }, v.name)));
+      ...views.map((v) => h("option", { value: v.id }, v.name)));
   }
   viewPick.addEventListener("change", () => {
     const v = views.find((x) => x.id === viewPick.value);
