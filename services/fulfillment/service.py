@@ -112,5 +112,9 @@ class FulfillmentService:
         return usecases.render_document(self.db, kind, ref, fmt)
 
     @rpc(expected_exceptions=DomainError)
+    def render_packing_slips(self, order_ids: list[str], fmt: str = "pdf") -> dict[str, Any]:
+        return usecases.render_packing_slips(self.db, order_ids, fmt)
+
+    @rpc(expected_exceptions=DomainError)
     def handle_carrier_webhook(self, body: str, headers: dict[str, str]) -> dict[str, Any]:
         return usecases.handle_carrier_webhook(self.db, self.carrier, body, headers)

@@ -90,6 +90,8 @@ class HotPath:
                 raise RuntimeError(f"hot route {hot.method} {hot.path} is not a route of the app")
             self._by_method.setdefault(hot.method, []).append((route.path_regex, route.param_convertors, hot))
             self._routes[(hot.method, hot.path)] = route
+        # A fixed path the app routes elsewhere (GET /orders/export.csv) is not an order ref: FastAPI serves it.
+        self._static = {key for key in declared if "{" not in key[1]} - {(hot.method, hot.path) for hot in routes}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidates = self._by_method.get(scope.get("method", "")) if scope["type"] == "http" else None
@@ -97,7 +99,7 @@ class HotPath:
             await self.app(scope, receive, send)
             return
         found = _first_match(candidates, scope["path"])
-        if found is None:
+        if found is None or (scope.get("method"), scope["path"]) in self._static:
             await self.app(scope, receive, send)
             return
         hot, params, convertors = found

@@ -123,6 +123,13 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], str]] = {
     ("POST", f"{_V1}/notifications/templates/preview"): NOTIFICATIONS_MANAGE,
     ("PUT", f"{_V1}/notifications/settings"): NOTIFICATIONS_MANAGE,
     ("POST", f"{_V1}/notifications/messages/{{message_id}}/resend"): ORDERS_CHANGE,
+    # D-orders: the orders page's export, saved views and bulk packing slips
+    ("GET", f"{_V1}/orders/export.csv"): ORDERS_READ,
+    ("GET", f"{_V1}/views"): ORDERS_READ,
+    ("POST", f"{_V1}/views"): VIEWS_MANAGE,
+    ("PUT", f"{_V1}/views/{{view_id}}"): VIEWS_MANAGE,
+    ("DELETE", f"{_V1}/views/{{view_id}}"): VIEWS_MANAGE,
+    ("POST", f"{_V1}/documents/packing-slips.{{fmt}}"): FULFILLMENT_FULFIL,
 }
 
 

@@ -52,6 +52,10 @@ class OrdersService:
         return usecases.list_orders(self.db, query)
 
     @rpc(expected_exceptions=DomainError)
+    def count_orders(self, query: Any = None) -> dict[str, Any]:
+        return usecases.count_orders(self.db, query)
+
+    @rpc(expected_exceptions=DomainError)
     def transition(self, ref: str, command: Any, actor: Any) -> dict[str, Any]:
         return usecases.transition(self.db, ref, command, actor)
 

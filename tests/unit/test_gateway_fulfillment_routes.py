@@ -93,6 +93,8 @@ RESULTS: dict[str, Any] = {
     "reconcile_stock": {"checked": 3, "drift": [], "fixed": False},
     "render_document": {"filename": "INV-000001.pdf", "content_type": "application/pdf", "encoding": "base64",
                         "content": base64.b64encode(PDF).decode()},
+    "render_packing_slips": {"filename": "packing-slips-1.pdf", "content_type": "application/pdf",
+                             "encoding": "base64", "content": base64.b64encode(PDF).decode()},
     "handle_carrier_webhook": {"received": True, "applied": True},
 }
 
@@ -376,9 +378,10 @@ def test_every_rpc_of_the_contract_has_a_route(client: TestClient, rpc: FakeRpc)
         ("POST", "/stock/reconcile", None),
         ("GET", f"/orders/{ORDER_ID}/invoice.pdf", None),
         ("POST", WEBHOOK_PATH.removeprefix(P), None),
+        ("POST", "/documents/packing-slips.pdf", {"orders": [ORDER_ID]}),
     ]
     for method, path, body in requests:
         response = client.request(method, P + path, json=body)
         assert response.status_code in (200, 201), (method, path, response.text)
     assert {m for m, _k in fulfillment_calls(rpc)} == _contract_rpcs()
-    assert len(_contract_rpcs()) == 19
+    assert len(_contract_rpcs()) == 20

@@ -25,6 +25,8 @@ RPC methods of ``fulfillment`` (the gateway's router calls these; ``actor`` is `
 * ``reconcile_stock(fix=False) -> ReconcileReport``
 * ``render_document(kind, ref, fmt) -> DocumentFile`` (``kind``: ``DocumentKind``; ``ref``: the order id,
   or the shipment id for a packing slip; ``fmt``: ``html`` or ``pdf``)
+* ``render_packing_slips(order_ids, fmt) -> DocumentFile`` (every open or handed-over shipment's packing slip of
+  those orders, as ONE document, each slip on a new page)
 * ``handle_carrier_webhook(body, headers) -> WebhookAck``
 """
 
@@ -359,6 +361,15 @@ class DocumentFile(_View):
     content_type: str
     encoding: Literal["text", "base64"]
     content: str
+
+
+class PackingSlipsRequest(BaseModel):
+    """Print the packing slips of several orders at once (bulk action): order ids or numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    orders: Annotated[list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]],
+                      Field(min_length=1, max_length=500)]
 
 
 class WebhookAck(_View):

@@ -13,7 +13,7 @@ The Nameko class (``services.fulfillment.service``) only forwards its entrypoint
 """
 
 from services.fulfillment.usecases.carrier import buy_label, carrier_rates, handle_carrier_webhook, shipment_label
-from services.fulfillment.usecases.documents import document_data, render_document
+from services.fulfillment.usecases.documents import document_data, render_document, render_packing_slips
 from services.fulfillment.usecases.order_events import (
     ORDER_EVENT_HANDLERS,
     ORDER_EVENT_TYPES,
@@ -46,5 +46,6 @@ __all__ = [
     "cancel_shipment", "carrier_rates", "create_shipment", "document_data", "edit_shipment", "get_fulfillment",
     "get_shipment", "handle_carrier_webhook", "handle_order_event", "handle_order_events", "list_stock",
     "mark_delivered", "mark_packed", "reconcile", "reconcile_stock", "record_return", "render_document",
+    "render_packing_slips",
     "retry_reservation", "set_stock", "shipment_label", "stock_movements",
 ]

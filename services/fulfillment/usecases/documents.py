@@ -127,3 +127,65 @@ def render_document(db: Database, kind: str, ref: str, fmt: str = "html") -> dic
                             content=base64.b64encode(content).decode()).model_dump(mode="json")
     return DocumentFile(filename=name, content_type="text/html; charset=utf-8", encoding="text",
                         content=content.decode()).model_dump(mode="json")
+
+
+_BULK_SHIPMENT_STATUSES = frozenset({"awaiting_shipment", "shipped", "in_transit", "out_for_delivery", "delivered"})
+"""Shipments whose slip a bulk print includes: open (awaiting shipment) or handed over; not cancelled or failed."""
+MAX_BULK_ORDERS = 500
+
+
+def _combine_html(pages: list[str]) -> str:
+    """Several complete slip documents as ONE HTML document: the first one's head (the shared print CSS), then
+    each one's body in a section starting on a new page, so the PDF of it has each slip on its own page(s)."""
+    head = pages[0].split("<body>", 1)[0]
+    bodies = [p.split("<body>", 1)[1].rsplit("</body>", 1)[0] for p in pages]
+    sections = "".join(
+        f'<section class="slip" style="{"break-before: page; page-break-before: always;" if i else ""}">{b}</section>'
+        for i, b in enumerate(bodies))
+    return f"{head}<body>{sections}</body>\n</html>\n"
+
+
+def render_packing_slips(db: Database, order_ids: list[str], fmt: str = "pdf") -> dict[str, Any]:
+    """Every open or handed-over shipment's packing slip of the given orders, in the orders' order and then the
+    shipments', as one document (HTML with page breaks, or its PDF): a bulk print for the packing table.
+
+    An order fulfillment does not know is a 404 naming it; orders without such a shipment add nothing, and if
+    none has one it is a 422 saying so (an empty PDF helps nobody)."""
+    from services.fulfillment.documents import html_to_pdf, render_html
+
+    if fmt not in FORMATS:
+        raise InvalidRequest(f"Unknown format {fmt!r} (html or pdf).",
+                             errors=[field_error("fmt", "html or pdf", "unknown_format", "query")])
+    if not order_ids:
+        raise InvalidRequest("Name at least one order.",
+                             errors=[field_error("orders", "at least one order", "too_short", "body")])
+    if len(order_ids) > MAX_BULK_ORDERS:
+        raise InvalidRequest(f"At most {MAX_BULK_ORDERS} orders at once.",
+                             errors=[field_error("orders", f"at most {MAX_BULK_ORDERS} orders", "too_long", "body")])
+    seen: set[str] = set()
+    pages: list[str] = []
+    with db.transaction() as tx:
+        for ref in order_ids:
+            try:
+                oid = str(uuid.UUID(str(ref)))
+            except ValueError:
+                raise InvalidRequest(f"{ref!r} is not an order id.", errors=[field_error(
+                    "orders", f"{str(ref)[:40]!r} is not an order id", "uuid_parsing", "body")]) from None
+            if oid in seen:
+                continue
+            seen.add(oid)
+            o = store.load(tx, oid)
+            for s in o.shipments:
+                if s.status.value in _BULK_SHIPMENT_STATUSES:
+                    pages.append(render_html(document_data(tx, "packing_slip", s.id)))
+    if not pages:
+        raise InvalidRequest("None of these orders has a shipment to pack: create a shipment first.",
+                             errors=[field_error("orders", "no open or handed-over shipment", "no_shipments",
+                                                 "body")])
+    html = _combine_html(pages)
+    name = f"packing-slips-{len(pages)}.{fmt}"
+    if fmt == "pdf":
+        return DocumentFile(filename=name, content_type="application/pdf", encoding="base64",
+                            content=base64.b64encode(html_to_pdf(html)).decode()).model_dump(mode="json")
+    return DocumentFile(filename=name, content_type="text/html; charset=utf-8", encoding="text",
+                        content=html).model_dump(mode="json")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import fulfillment, notifications, orders, payments, session, system
+from services.gateway.routes import export, fulfillment, notifications, orders, payments, session, system, views
 
-ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *session.ROUTERS, *orders.ROUTERS, *payments.ROUTERS,
-                                  *fulfillment.ROUTERS, *notifications.ROUTERS)
+# export before orders: /orders/export.csv is not an order called `export.csv`.
+ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *session.ROUTERS, *export.ROUTERS, *orders.ROUTERS,
+                                  *payments.ROUTERS, *fulfillment.ROUTERS, *notifications.ROUTERS, *views.ROUTERS)

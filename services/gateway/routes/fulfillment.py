@@ -35,6 +35,7 @@ from services.fulfillment.contracts.schemas import (
     ManualFulfill,
     MarkDelivered,
     MovementList,
+    PackingSlipsRequest,
     RateList,
     ReconcileReport,
     ReturnCommand,
@@ -276,6 +277,15 @@ async def packing_slip(request: Request, shipment_id: ShipmentId, fmt: FormatPat
     result = await gateway(request).rpc.call(SERVICE, "render_document", kind="packing_slip",
                                              ref=str(shipment_id), fmt=fmt)
     return _document(result, "fulfillment.render_document(packing_slip)")
+
+
+@router.post("/documents/packing-slips.{fmt}", response_class=Response, tags=TAGS, responses={
+    **READ_PROBLEMS, 200: {"content": DOCUMENT_TYPES, "description": "Every slip, each on a new page"}},
+    summary="Packing slips of several orders as ONE document (every open or handed-over shipment, a page each)")
+async def packing_slips(request: Request, body: PackingSlipsRequest, fmt: FormatPath) -> Response:
+    order_ids = [await _order_id(request, ref) for ref in body.orders]
+    result = await gateway(request).rpc.call(SERVICE, "render_packing_slips", order_ids=order_ids, fmt=fmt)
+    return _document(result, "fulfillment.render_packing_slips")
 
 
 @router.get("/shipments/{shipment_id}/label.pdf", response_class=Response, tags=TAGS, responses={

@@ -480,6 +480,11 @@ PlacedFrom = Annotated[AwareDatetime | None, _day_or_moment(False), _day_or_mome
 PlacedTo = Annotated[AwareDatetime | None, _day_or_moment(True), _day_or_moment_schema(True)]
 
 
+PaymentStatusFilter = Literal["unpaid", "in_progress", "partially_paid", "paid", "partially_refunded", "refunded"]
+"""The payment statuses the order list filters by: the payments contract's ``PaymentStatus`` values (that contract
+imports this one, so they are named here; a unit test keeps the two equal)."""
+
+
 class OrderQuery(_Command):
     """Search, filter and sort the order list (keyset pagination: pass ``next_cursor`` back as ``cursor``)."""
 
@@ -490,6 +495,10 @@ class OrderQuery(_Command):
     channel: list[Channel] | None = None
     fulfillment_status: Annotated[list[FulfillmentStatus] | None, BeforeValidator(_comma_separated)] = Field(
         default=None, description="Fulfillment statuses, comma-separated or repeated (`unfulfilled,dispatched`)."
+    )
+    payment_status: Annotated[list[PaymentStatusFilter] | None, BeforeValidator(_comma_separated)] = Field(
+        default=None, description="Payment statuses (the payments service's, as this service last heard them; an "
+        "order payments has not reported on yet is `unpaid`), comma-separated or repeated (`unpaid,in_progress`)."
     )
     placed_from: PlacedFrom = None
     placed_to: PlacedTo = None

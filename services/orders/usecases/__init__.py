@@ -41,7 +41,7 @@ from services.orders.usecases.payment_events import (
     handle_payment_events,
 )
 from services.orders.usecases.placement import place_order, place_orders
-from services.orders.usecases.queries import get_order, list_orders, status_machine
+from services.orders.usecases.queries import count_orders, get_order, list_orders, status_machine
 
 __all__ = [
     "FULFILLMENT_EVENT_HANDLERS",
@@ -62,6 +62,7 @@ __all__ = [
     "handle_payment_event",
     "handle_payment_events",
     "list_orders",
+    "count_orders",
     "place_order",
     "place_orders",
     "set_address",

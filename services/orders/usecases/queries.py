@@ -25,6 +25,17 @@ def list_orders(db: Database, query: Any) -> dict[str, Any]:
     return views.order_page(orders, next_cursor).model_dump(mode="json")
 
 
+EXPORT_COUNT_CAP = 1_000_000
+
+
+def count_orders(db: Database, query: Any) -> dict[str, Any]:
+    """How many orders the list's filters match (``{"count": n, "capped": bool}``), for an export's progress."""
+    q = parse(OrderQuery, query or {}, "query")
+    with db.transaction() as tx:
+        n, capped = store.count_orders(tx, q, EXPORT_COUNT_CAP)
+    return {"count": n, "capped": capped}
+
+
 def status_machine() -> dict[str, Any]:
     """Every stage, what it means and where it can move to (the contract's table)."""
     return status_machine_table()

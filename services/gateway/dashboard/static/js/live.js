@@ -24,7 +24,15 @@ export function start() {
     "delivery_failed", "message_failed", "label_void_failed", "message_status"]) {
     source.addEventListener(kind, deliver);
   }
-  source.onerror = () => { document.body.dataset.live = "reconnecting"; };
+  source.onerror = () => {
+    document.body.dataset.live = "reconnecting";
+    // A refused connection (401 before sign-in, a gateway restarting) closes an EventSource for good: open a
+    // new one a little later. Last-Event-ID is lost then, so the page reloads what it shows on reconnecting.
+    if (source && source.readyState === EventSource.CLOSED) {
+      source = null;
+      setTimeout(() => { if (!source && listeners.size) start(); }, 2000);
+    }
+  };
   source.onopen = () => { document.body.dataset.live = "on"; };
 }
 
