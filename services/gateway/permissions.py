@@ -120,7 +120,7 @@ ROUTE_PERMISSIONS: Final[Mapping[tuple[str, str], str]] = {
     ("GET", f"{_V1}/alerts/stream"): ORDERS_READ,
     ("PUT", f"{_V1}/notifications/templates/{{kind}}/{{channel}}/{{language}}"): NOTIFICATIONS_MANAGE,
     ("DELETE", f"{_V1}/notifications/templates/{{kind}}/{{channel}}/{{language}}"): NOTIFICATIONS_MANAGE,
-    ("POST", f"{_V1}/notifications/templates/preview"): NOTIFICATIONS_MANAGE,
+    ("POST", f"{_V1}/notifications/templates/preview"): ORDERS_READ,  # renders; changes nothing
     ("PUT", f"{_V1}/notifications/settings"): NOTIFICATIONS_MANAGE,
     ("POST", f"{_V1}/notifications/messages/{{message_id}}/resend"): ORDERS_CHANGE,
     # D-orders: the orders page's export, saved views and bulk packing slips

@@ -9,6 +9,7 @@
 import { api, get, post, put, del } from "../api.js";
 import { h, mount, money, when, label, dialog, confirmAction, showProblem, toast } from "../ui.js";
 import { onAlert } from "../live.js";
+import { testOrderButton } from "./new-order.js";
 
 const FILTERS = ["q", "stage", "payment_status", "fulfillment_status", "channel", "placed_from", "placed_to", "test",
   "sort", "direction"];
@@ -413,7 +414,7 @@ export async function render(root, { params }, ctx) {
 
   mount(root,
     h("div", { class: "orders-head row" }, h("h1", {}, "Orders"), h("span", { class: "spacer" }),
-      exportButton, progress, progressText),
+      testOrderButton(ctx), exportButton, progress, progressText),
     viewsBar, filters, bulkBar, status,
     h("div", { class: "orders-list" }, table),
     h("div", { class: "actions" }, more));
