@@ -132,7 +132,7 @@ class Story:
 
 def alerts_of(servers: Servers, story: Story, after_id: int = 0, **kw: Any) -> list[dict[str, Any]]:
     page = rpc(servers, "alerts_after", after_id=after_id, **kw)
-    return [a for a in page["items"] if a["order_id"] == str(story.order_id)]
+    return [a for a in page["items"] if a["order_id"] == str(story.order_id) and a["kind"] != "message_status"]
 
 
 def last_alert_id(servers: Servers) -> int:
