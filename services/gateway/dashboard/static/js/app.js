@@ -81,7 +81,8 @@ async function route() {
 window.addEventListener("hashchange", route);
 window.addEventListener("DOMContentLoaded", () => {
   route();
-  onAlert((a) => { if (ctx.me) toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
+  // message_status comes with every receipt: the order page shows it in place, a toast would only be noise.
+  onAlert((a) => { if (ctx.me && a.kind !== "message_status") toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
 });
 
 export { ctx };
