@@ -134,6 +134,7 @@ def _supervise(names: list[str], policy: RestartPolicy, counts: dict[str, int] |
     written: dict[str, int] = {}
     try:
         key = _dev_api_key()
+        owner = _dev_owner() if settings.env == "development" else None
         base = common.base_url(settings)
         health = f"{base}/api/v1/health"
         banner_deadline: float | None = time.monotonic() + 30
@@ -150,7 +151,7 @@ def _supervise(names: list[str], policy: RestartPolicy, counts: dict[str, int] |
             if banner_deadline is not None and (_answers(health) or time.monotonic() > banner_deadline):
                 if time.monotonic() > banner_deadline:
                     _say(f"warning: {health} did not answer within 30 s")
-                print_banner([p.name for p in planned], base, key)
+                print_banner([p.name for p in planned], base, key, owner)
                 banner_deadline = None
             time.sleep(0.3)
     finally:
@@ -159,7 +160,7 @@ def _supervise(names: list[str], policy: RestartPolicy, counts: dict[str, int] |
     return code
 
 
-def print_banner(names: list[str], base: str, key: str | None) -> None:
+def print_banner(names: list[str], base: str, key: str | None, owner: tuple[str, str | None] | None = None) -> None:
     """What is running and where. Printed with ``soft_wrap``: in a log (stdout not a terminal, so 80 columns for
     rich) an address or the key split across two lines could not be copied."""
     lines = [
@@ -168,6 +169,10 @@ def print_banner(names: list[str], base: str, key: str | None) -> None:
     ]
     if key:
         lines.append(f"  API key:  [bold]{key}[/]   (send as 'Authorization: Bearer <key>')")
+    if owner:
+        email, password = owner
+        secret = f"password [bold]{password}[/]" if password else "password unchanged (oms staff password EMAIL)"
+        lines.append(f"  Dashboard: {base}/   sign in as [bold]{email}[/], {secret}")
     lines.append("  Events:   oms events tail      Dead letters: oms dlq list      Ctrl-C stops everything\n")
     for line in lines:
         console.print(line, soft_wrap=True)
@@ -200,6 +205,27 @@ def _dev_api_key() -> str | None:
         console.print(f"[yellow]warning: no developer API key ({exc})[/]")
         return None
     return out.getvalue().strip().splitlines()[-1] if out.getvalue().strip() else None
+
+
+def _dev_owner() -> tuple[str, str | None] | None:
+    """Development: the dashboard's owner ``owner@localhost`` and its password, from ``oms staff dev-owner``
+    (created the first time with a generated password, kept in OMS_STATE_DIR); None without a ``staff`` app."""
+    import contextlib
+    import io
+
+    from oms.cli import app
+
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            app(["staff", "dev-owner"], prog_name="oms", standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - the system runs without it
+        console.print(f"[yellow]warning: no developer owner for the dashboard ({exc})[/]")
+        return None
+    words = out.getvalue().strip().split()
+    if len(words) != 2:
+        return None
+    return words[0], None if words[1] == "-" else words[1]
 
 
 def config() -> None:

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from psycopg_pool import AsyncConnectionPool
 
 from services.gateway.auth import Authenticator
+from services.gateway.dashboard import install as install_dashboard
 from services.gateway.docs import install_offline_docs
 from services.gateway.hot_path import install as install_hot_path
 from services.gateway.idempotency import IdempotencyStore
@@ -54,7 +55,9 @@ def create_app(
         version="1.0.0",
         description=(
             "Order management API. Authenticate with an API key (`Authorization: Bearer oms_...` or "
-            "`X-API-Key`). Errors are RFC 9457 `application/problem+json` documents. State-changing requests "
+            "`X-API-Key`), or, from the dashboard, the session cookie of `POST /api/v1/session` (changes also "
+            "send `X-CSRF-Token`). Each key and staff user has a role (owner, staff, viewer). Errors are RFC "
+            "9457 `application/problem+json` documents. State-changing requests "
             "accept an `Idempotency-Key` header (kept 24 hours)."
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
@@ -73,6 +76,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     register_route_methods(app, [route for router in ROUTERS for route in router.routes])
+    install_dashboard(app)  # the staff dashboard at / and /dashboard/ (static files, security headers)
     return app
 
 

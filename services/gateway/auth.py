@@ -50,14 +50,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller: one API key."""
+    """The authenticated caller: an API key, or a staff member signed in to the dashboard (``staff.py``).
+
+    ``role`` (owner, staff, viewer) decides what it may do (``permissions.py``); ``csrf`` is the session's
+    CSRF token (staff sessions only)."""
 
     id: uuid.UUID
     name: str
     prefix: str
+    kind: str = "api_key"  # or "staff"
+    role: str = "owner"
+    email: str | None = None
+    csrf: str | None = None
 
     def actor(self) -> dict[str, str]:
-        """The ``Actor`` recorded by the services for what this key does."""
+        """The ``Actor`` recorded by the services for what this key or person does."""
         return {"type": "staff", "id": str(self.id), "name": self.name}
 
 
@@ -69,10 +76,17 @@ class ApiKeyInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    role: str = "owner"
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"id": str(self.id), "name": self.name, "prefix": self.prefix, "role": self.role,
+                "active": self.active, "created_at": self.created_at.isoformat(),
+                "last_used_at": self.last_used_at.isoformat() if self.last_used_at else None,
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
 
 
 def generate_key() -> tuple[str, str]:
@@ -93,19 +107,21 @@ def parse_prefix(plaintext: str) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------ CLI (sync)
-def create_api_key(conn: psycopg.Connection[Any], name: str) -> tuple[uuid.UUID, str]:
+def create_api_key(conn: psycopg.Connection[Any], name: str, role: str = "owner") -> tuple[uuid.UUID, str]:
     """Create a key; returns ``(key_id, plaintext)``. The plaintext is shown once and never stored."""
     name = name.strip()
     if not name:
         raise ValueError("an API key needs a name")
+    if role not in ("owner", "staff", "viewer"):
+        raise ValueError("an API key's role is owner, staff or viewer")
     for _attempt in range(5):
         key_id = uuid.uuid4()
         prefix, plaintext = generate_key()
         try:
             with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
                 cur.execute(
-                    "INSERT INTO gateway.api_keys (id, name, prefix, key_hash) VALUES (%s, %s, %s, %s)",
-                    (key_id, name, prefix, hash_key(plaintext)),
+                    "INSERT INTO gateway.api_keys (id, name, prefix, key_hash, role) VALUES (%s, %s, %s, %s, %s)",
+                    (key_id, name, prefix, hash_key(plaintext), role),
                 )
             return key_id, plaintext
         except psycopg.errors.UniqueViolation:
@@ -133,7 +149,7 @@ def revoke_api_key(conn: psycopg.Connection[Any], key_id_or_prefix: str | uuid.U
 def list_api_keys(conn: psycopg.Connection[Any]) -> list[ApiKeyInfo]:
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
         cur.execute(
-            "SELECT id, name, prefix, created_at, last_used_at, revoked_at FROM gateway.api_keys"
+            "SELECT id, name, prefix, created_at, last_used_at, revoked_at, role FROM gateway.api_keys"
             " ORDER BY created_at, id"
         )
         return [ApiKeyInfo(*row) for row in cur.fetchall()]
@@ -188,7 +204,7 @@ class ApiKeyAuthenticator:
             raise Unauthorized("The API key is malformed.", headers=_CHALLENGE)
         async with self.pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id, name, key_hash, revoked_at FROM gateway.api_keys WHERE prefix = %s", (prefix,)
+                "SELECT id, name, key_hash, revoked_at, role FROM gateway.api_keys WHERE prefix = %s", (prefix,)
             )
             row = await cur.fetchone()
             # Compare even when no row matched, so timing does not tell whether the prefix exists.
@@ -198,7 +214,7 @@ class ApiKeyAuthenticator:
             if row[3] is not None:
                 self._cache.pop(digest, None)
                 raise Unauthorized("The API key has been revoked.", headers=_CHALLENGE)
-            principal = Principal(id=row[0], name=row[1], prefix=prefix)
+            principal = Principal(id=row[0], name=row[1], prefix=prefix, role=row[4])
             if now - self._last_used.get(principal.id, -1e9) >= _LAST_USED_GRANULARITY:
                 self._last_used[principal.id] = now
                 await conn.execute("UPDATE gateway.api_keys SET last_used_at = now() WHERE id = %s", (principal.id,))

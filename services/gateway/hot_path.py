@@ -82,12 +82,14 @@ class HotPath:
         self.app = app
         self.fastapi_app = fastapi_app
         self._by_method: dict[str, list[tuple[Any, dict[str, Any], HotRoute]]] = {}
+        self._routes: dict[tuple[str, str], Any] = {}  # put in the scope as FastAPI does (permissions read it)
         declared = {(method, route.path): route for route in _api_routes(fastapi_app) for method in route.methods}
         for hot in routes:
             route = declared.get((hot.method, hot.path))
             if route is None or route.endpoint is not hot.endpoint:
                 raise RuntimeError(f"hot route {hot.method} {hot.path} is not a route of the app")
             self._by_method.setdefault(hot.method, []).append((route.path_regex, route.param_convertors, hot))
+            self._routes[(hot.method, hot.path)] = route
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         candidates = self._by_method.get(scope.get("method", "")) if scope["type"] == "http" else None
@@ -114,6 +116,7 @@ class HotPath:
 
     async def _answer(self, scope: Scope, receive: Receive, hot: HotRoute, params: dict[str, str],
                       convertors: dict[str, Any], body: bytes) -> Any:
+        scope["route"] = self._routes[(hot.method, hot.path)]
         request = Request(scope, receive)
         data = _json_body(request, body) if hot.body is not None else None  # FastAPI reads the body first
         try:

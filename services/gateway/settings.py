@@ -17,6 +17,13 @@ class GatewaySettings(Settings):
         10.0, gt=0, description="How long the gateway waits for the services in one request (every call, batch wait "
         "and retry); then it answers 504."
     )
+    session_hours: float = Field(12.0, gt=0, description="How long a dashboard sign-in lasts.")
+    signin_max_failures_per_email: int = Field(
+        5, ge=1, description="Failed dashboard sign-ins allowed per e-mail address within "
+        "OMS_SIGNIN_WINDOW_SECONDS; then 429 until the oldest one leaves the window.")
+    signin_max_failures_per_address: int = Field(
+        50, ge=1, description="Failed dashboard sign-ins allowed per client address within OMS_SIGNIN_WINDOW_SECONDS.")
+    signin_window_seconds: float = Field(900.0, gt=0, description="The window of the sign-in rate limit.")
     whatsapp_verify_token: SecretStr | None = Field(
         None, description="The token WhatsApp sends in its webhook subscription handshake (you choose it in the "
         "Meta app's webhook settings); development: `oms-dev-verify-token` if unset; production: the handshake "

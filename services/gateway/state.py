@@ -19,6 +19,7 @@ from services.gateway.budget import Budget, use_budget
 from services.gateway.idempotency import IdempotencyStore, PgIdempotencyStore
 from services.gateway.rpc import AsyncRpcClient
 from services.gateway.settings import GatewaySettings
+from services.gateway.staff import RateLimit, StaffStore
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,12 @@ class Gateway:
         self.authenticator: Authenticator = authenticator or ApiKeyAuthenticator(self._require_pool())
         self.idempotency: IdempotencyStore = idempotency or PgIdempotencyStore(
             self._require_pool(), stale_after=max(60.0, 2 * settings.rpc_timeout_seconds)
+        )
+        # Staff sign-in and sessions (the dashboard): only with a database (tests without one: API keys only).
+        self.staff: StaffStore | None = None if self.pool is None else StaffStore(
+            self.pool, session_seconds=int(settings.session_hours * 3600),
+            limit=RateLimit(settings.signin_max_failures_per_email, settings.signin_max_failures_per_address,
+                            settings.signin_window_seconds),
         )
         self._purger: asyncio.Task[None] | None = None
         self._revocations: asyncio.Task[None] | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.gateway.routes import fulfillment, notifications, orders, payments, system
+from services.gateway.routes import fulfillment, notifications, orders, payments, session, system
 
-ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *orders.ROUTERS, *payments.ROUTERS, *fulfillment.ROUTERS,
-                                  *notifications.ROUTERS)
+ROUTERS: tuple[APIRouter, ...] = (*system.ROUTERS, *session.ROUTERS, *orders.ROUTERS, *payments.ROUTERS,
+                                  *fulfillment.ROUTERS, *notifications.ROUTERS)
