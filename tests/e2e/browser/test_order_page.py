@@ -284,6 +284,7 @@ def test_a_message_delivery_status_turns_from_sent_to_delivered_live(dashboard: 
         message_id = message["id"]
         status = page.locator(f'#order-messages tr[data-message="{message_id}"] .message-status')
         status.filter(has_text="sent").wait_for()
+        page.locator('body[data-live="on"]').wait_for()  # the page listens to the live alerts
 
         sandbox = f"http://127.0.0.1:{dashboard.env['OMS_SANDBOX_MESSAGING_PORT']}"
         receipt = httpx.post(f"{sandbox}/sandbox/receipts",

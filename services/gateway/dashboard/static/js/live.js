@@ -24,7 +24,14 @@ export function start() {
     "delivery_failed", "message_failed", "label_void_failed", "message_status"]) {
     source.addEventListener(kind, deliver);
   }
-  source.onerror = () => { document.body.dataset.live = "reconnecting"; };
+  source.onerror = () => {
+    document.body.dataset.live = "reconnecting";
+    // An HTTP error (401 before sign-in, 503) closes an EventSource for good: open a new one after a pause.
+    if (source && source.readyState === EventSource.CLOSED) {
+      source = null;
+      setTimeout(() => { if (listeners.size) start(); }, 2000);
+    }
+  };
   source.onopen = () => { document.body.dataset.live = "on"; };
 }
 
