@@ -176,6 +176,60 @@ def test_fulfil_with_a_split_shipment(dashboard: Dashboard, as_role: Any) -> Non
         shot(page, "order-split-shipment")
 
 
+def test_a_carrier_label_is_bought_from_a_chosen_rate_and_voided(dashboard: Dashboard, as_role: Any) -> None:
+    with dashboard.api() as api:
+        order = approved(api, [{"sku": sku("LAMP"), "name": "Desk lamp", "quantity": 1, "unit_price": "30.00"}])
+        page = as_role("staff")
+        open_order(page, order)
+        panel = page.locator("#order-fulfillment")
+        panel.get_by_role("button", name="Fulfil").click()
+        dialog = page.locator("dialog[open]")
+        dialog.get_by_label("Carrier label").check()
+        dialog.get_by_label("Weight (g)").fill("900")
+        dialog.get_by_role("button", name="Get rates").click()
+        dialog.locator(".rates input[type=radio]").first.wait_for()
+        dialog.get_by_role("button", name="Buy label").click()
+        confirm(page, "Buy label")
+        card = panel.locator(".shipment").first
+        card.get_by_role("link", name="Print label").wait_for()
+        [shipment] = api.get(f"/orders/{order['id']}/fulfillment").json()["shipments"]
+        assert shipment["kind"] == "carrier" and shipment["tracking_number"] in card.inner_text()
+        assert card.get_by_role("button", name="Edit").count() == 0  # only the carrier's tracking moves it
+
+        card.get_by_role("button", name="Void label").click()
+        confirm(page, "Void label")
+        panel.locator('.shipment[data-status="canceled"]').wait_for()
+        assert api.get(f"/shipments/{shipment['id']}").json()["status"] == "canceled"
+        panel.get_by_role("button", name="Fulfil").wait_for()  # the units may be fulfilled again
+        shot(page, "order-label-voided")
+
+
+def test_a_manual_shipment_is_marked_delivered_and_a_return_recorded(dashboard: Dashboard, as_role: Any) -> None:
+    with dashboard.api() as api:
+        order = approved(api, [{"sku": sku("CUP"), "name": "Tea cup", "quantity": 2, "unit_price": "6.00"}])
+        page = as_role("staff")
+        open_order(page, order)
+        panel = page.locator("#order-fulfillment")
+        panel.get_by_role("button", name="Fulfil").click()
+        dialog = page.locator("dialog[open]")
+        dialog.get_by_label("Already handed over").check()
+        dialog.get_by_role("button", name="Create shipment").click()
+        card = panel.locator(".shipment").first
+        card.get_by_role("button", name="Mark delivered").click()
+        confirm(page, "Mark delivered")
+        panel.locator('.shipment[data-status="delivered"]').wait_for()
+        assert card.get_by_role("button", name="Mark delivered").count() == 0
+
+        panel.get_by_role("button", name="Record a return").click()
+        dialog = page.locator("dialog[open]")
+        dialog.get_by_label("Units returned", exact=False).fill("1")
+        dialog.get_by_role("button", name="Record return").click()
+        confirm(page, "Record return")
+        panel.get_by_text("1 × ", exact=False).last.wait_for()
+        returns = api.get(f"/orders/{order['id']}/fulfillment").json()["returns"]
+        assert [line["quantity"] for r in returns for line in r["lines"]] == [1]
+
+
 # ------------------------------------------------------------------------------------------- refunds
 def test_refund_part_with_the_live_preview_matching_the_api(dashboard: Dashboard, as_role: Any) -> None:
     with dashboard.api() as api:

@@ -7,6 +7,9 @@ import { api, get, post } from "../../api.js";
 import { confirmAction, h, money, showProblem, toast, when } from "../../ui.js";
 import { API, checkbox, field, formDialog, idempotencyKey, section, value, words } from "./common.js";
 
+// Common carrier package types (the carrier answers in its own words if it does not know one).
+const PACKAGE_TYPES = [["", "Custom size"], ["envelope", "Envelope"], ["small_box", "Small box"], ["medium_box", "Medium box"],
+  ["large_box", "Large box"]];
 const SHIPPING_POINTS = [["local", "Local delivery"], ["international", "International"], ["pickup", "Pickup in store"]];
 
 export function fulfillment(order, view, ctx, reload) {
@@ -106,6 +109,8 @@ async function fulfil(order, view, reload) {
   const addPackage = () => {
     const i = packages.children.length;
     packages.append(h("fieldset", { class: "package" }, h("legend", {}, `Package ${i + 1}`),
+      field("Package type (the carrier's, or leave empty and give the size)", `packages[${i}].preset`,
+        { options: PACKAGE_TYPES, value: "small_box" }, "select"),
       h("div", { class: "row" },
         field("Weight (g)", `packages[${i}].weight_grams`, { type: "number", min: 1, step: 1, value: 500, inputmode: "numeric" }),
         field("Length (cm)", `packages[${i}].length_cm`, { type: "number", min: 1, step: 1, inputmode: "numeric" }),
@@ -134,6 +139,8 @@ async function fulfil(order, view, reload) {
     const pkgs = [];
     for (let i = 0; i < packages.children.length; i += 1) {
       const p = {};
+      const preset = value(f, `packages[${i}].preset`);
+      if (preset) p.preset = preset;
       for (const k of ["weight_grams", "length_cm", "width_cm", "height_cm"]) {
         const v = value(f, `packages[${i}].${k}`);
         if (v) p[k] = /^\d+$/.test(v) ? Number(v) : v;
