@@ -270,7 +270,7 @@ def test_refund_part_with_the_live_preview_matching_the_api(dashboard: Dashboard
 def test_a_viewer_is_offered_no_refund_and_no_moves(dashboard: Dashboard, as_role: Any) -> None:
     with dashboard.api() as api:
         order = paid(api, tee_and_mug())
-    page = as_role("viewer")
+    page = as_role("viewer", width=390, height=844)  # on a phone
     open_order(page, order)
     page.locator("#order-payments").locator('[data-fact="Status"]', has_text="paid").wait_for()
     assert page.locator("#order-payments").get_by_role("button", name="Refund").count() == 0

@@ -8,7 +8,7 @@ const CHANNELS = { sms: "SMS", whatsapp: "WhatsApp", email: "E-mail" };
 
 export function messages(list) {
   if (!list) return section("Messages", "order-messages", h("p", { class: "muted" }, "Messages are not available right now."));
-  return section("Messages to the customer", "order-messages",
+  return section("Messages", "order-messages",
     list.items.length ? h("table", { class: "messages" },
       h("thead", {}, h("tr", {}, h("th", {}, "Message"), h("th", {}, "To"), h("th", {}, "Status"), h("th", { class: "hide-sm" }, "Updated"))),
       h("tbody", {}, list.items.map((m) => h("tr", { dataset: { message: m.id } },
