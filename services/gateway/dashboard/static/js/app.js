@@ -5,7 +5,7 @@
 
 import { get, ProblemError } from "./api.js";
 import { h, mount, toast } from "./ui.js";
-import { onAlert } from "./live.js";
+import { onAlert, stop as stopLive } from "./live.js";
 
 const routes = [
   [/^#\/signin/, "signin"],
@@ -17,6 +17,13 @@ const routes = [
 
 const ctx = { me: null, can: () => false };
 let cleanup = null;
+let live = null; // unsubscribe of the toast listener; the stream opens once signed in (401 before that)
+
+function startLive() {
+  if (live) return;
+  // message_status comes with every receipt: the order page shows it in place, a toast would only be noise.
+  live = onAlert((a) => { if (ctx.me && a.kind !== "message_status") toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
+}
 
 async function whoAmI() {
   try {
@@ -42,8 +49,14 @@ function nav() {
 
 async function signOut() {
   const { api } = await import("./api.js");
-  await api("DELETE", "/api/v1/session");
+  try {
+    await api("DELETE", "/api/v1/session");
+  } catch (e) {
+    if (!(e instanceof ProblemError && e.status === 401)) throw e; // already signed out
+  }
   ctx.me = null;
+  if (live) { live(); live = null; }
+  stopLive();
   window.location.hash = "#/signin";
 }
 
@@ -54,6 +67,7 @@ async function route() {
     window.location.hash = `#/signin?next=${encodeURIComponent(hash)}`;
     return;
   }
+  if (ctx.me) startLive();
   let page = "orders";
   let match = null;
   for (const [re, name] of routes) {
@@ -79,10 +93,6 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", () => {
-  route();
-  // message_status comes with every receipt: the order page shows it in place, a toast would only be noise.
-  onAlert((a) => { if (ctx.me && a.kind !== "message_status") toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
-});
+window.addEventListener("DOMContentLoaded", route);
 
 export { ctx };
