@@ -164,7 +164,8 @@ def test_a_permanent_failure_fails_alerts_staff_and_falls_back_to_the_next_chann
     assert placed["sms"]["status"] == "sent"  # the fallback, sent in the same round
     assert len(ch.sms.to(number)) == 1 and ch.whatsapp.to(number) == []
     with db.transaction() as tx:
-        alerts = tx.execute("SELECT * FROM alerts WHERE order_id = %s", (stream.order_id,)).fetchall()
+        alerts = tx.execute("SELECT * FROM alerts WHERE order_id = %s AND kind <> 'message_status'",
+                            (stream.order_id,)).fetchall()
         link = tx.execute("SELECT fallback_of FROM messages WHERE id = %s", (placed["sms"]["id"],)).fetchone()
         events = tx.execute("SELECT event_type FROM outbox WHERE subject = %s ORDER BY id",
                             (stream.order_id,)).fetchall()
@@ -268,6 +269,30 @@ def test_receipts_move_forward_only_and_inbound_opens_the_window(db, ch):
     assert receipt("read") == 0  # duplicate
     [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
     assert msg["status"] == "read" and statuses(msg) == ["queued", "sent", "read"]
+
+
+def test_every_status_a_message_takes_is_a_live_alert_on_its_order_and_emails_no_one(db, ch):
+    number = phone()
+    stream = place(db, phone_number=number)
+    send(db, ch)
+    [sent] = ch.sms.to(number)
+    mails_before = len(ch.email.delivered)
+    body = json.dumps({"MessageSid": sent["id"], "MessageStatus": "delivered"})
+    applied = usecases.handle_provider_webhook(db, ch, SETTINGS, "sms", body, {"X-Twilio-Signature": "good"}, "http://x")
+    assert applied["applied"] == 1
+    with db.transaction() as tx:
+        alerts = tx.execute("SELECT * FROM alerts WHERE order_id = %s AND kind = 'message_status' ORDER BY id",
+                            (stream.order_id,)).fetchall()
+        announced = tx.execute("SELECT count(*) AS n FROM outbox WHERE subject = %s"
+                               " AND event_type = 'notification.alert_raised.v1'"
+                               " AND payload::jsonb -> 'data' ->> 'kind' = 'message_status'",
+                               (str(stream.order_id),)).fetchone()
+    sms = [a for a in alerts if a["title"].startswith("SMS")]
+    assert [a["title"].rsplit(" ", 1)[-1] for a in sms] == ["queued", "sent", "delivered"]
+    assert number not in sms[-1]["title"] and "sent -> delivered" in sms[-1]["text"]
+    assert all(a["number"] == stream.placed.number for a in alerts)
+    assert announced["n"] == len(alerts)
+    assert len(ch.email.delivered) == mails_before  # an alert, not a message: no one is e-mailed
 
 
 def test_whatsapp_outside_the_window_uses_the_approved_template(db, ch):

@@ -63,6 +63,7 @@ class AlertKind(StrEnum):
     delivery_failed = "delivery_failed"  # a shipment's delivery failed
     message_failed = "message_failed"  # a customer message could not be delivered
     label_void_failed = "label_void_failed"
+    message_status = "message_status"  # a customer message's delivery status changed (sent, delivered, read…)
 
 
 ORDER_VARIABLES: frozenset[str] = frozenset({"order", "customer", "store", "test"})

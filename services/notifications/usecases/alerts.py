@@ -13,7 +13,9 @@ redelivered event raises nothing again: the row is unique per (event id, kind).
 * ``fulfillment.shipment_status_changed`` to ``delivery_failed`` -> ``delivery_failed``;
 * ``fulfillment.label_void_failed`` -> ``label_void_failed``.
 
-``message_failed`` is raised by the sender (a message that cannot be delivered) through :func:`raise_alert`.
+``message_failed`` is raised by the sender (a message that cannot be delivered) through :func:`raise_alert`;
+``message_status`` by every status change of a message about an order (:func:`message_status`), so the order
+page shows a delivery status turn live. It is an alert row and an event, never a message: nobody is e-mailed.
 ``alerts_after`` is what the gateway's SSE stream polls.
 """
 
@@ -163,6 +165,20 @@ ALERT_EVENT_TYPES: tuple[str, ...] = tuple(sorted(ALERT_RULES))
 def alerts_for(event_type: str, data: EventModel) -> list[Alert]:
     rule = ALERT_RULES.get(event_type)
     return rule(data) if rule is not None else []
+
+
+CHANNEL_WORDS = {"sms": "SMS", "whatsapp": "WhatsApp", "email": "E-mail"}
+
+
+def message_status(message: Any, recipient: str, from_status: str | None, status: str,
+                   reason: str | None) -> Alert:
+    """``SMS to +49•••34 delivered``: a message about an order took a status (``recipient`` already masked)."""
+    number = message.get("number")
+    what = order_ref(number, bool(message.get("test"))) if number else "the store"
+    moved = f"{words(from_status)} -> {words(status)}" if from_status else words(status)
+    channel = CHANNEL_WORDS.get(message["channel"], message["channel"])
+    text = f"The {words(message['kind'])} {channel} message for {what}: {moved}" + (f" ({reason})." if reason else ".")
+    return Alert(AlertKind.message_status, f"{channel} to {recipient} {words(status)}", text)
 
 
 # ------------------------------------------------------------------------------------------------ raising

@@ -17,6 +17,7 @@ from services.notifications.channels import EmailSender, SmsSender, WhatsAppSend
 from services.notifications.contracts import events as ev
 from services.notifications.contracts.vocabulary import MessageChannel, MessageStatus
 from services.notifications.settings import NotificationSettings
+from services.notifications.usecases.alerts import message_status, raise_alert
 from shared import outbox
 from shared.db import Database
 
@@ -79,9 +80,14 @@ def subject_of(message: dict[str, Any]) -> str:
 
 def announce(tx: Tx, message: dict[str, Any], from_status: str | None, status: str, reason: str | None,
              at: datetime, source: str) -> None:
-    """A status the message took: its history row and ``notification.message_status_changed.v1``."""
+    """A status the message took: its history row, ``notification.message_status_changed.v1`` and, for a
+    message about an order, a ``message_status`` staff alert (the order page shows it live; no one is e-mailed)."""
     store.add_history(tx, message["id"], from_status, status, reason, source, at)
     subject = subject_of(message)
+    if message.get("order_id"):
+        raise_alert(tx, message_status(message, domain.mask(message["recipient"]), from_status, status, reason),
+                    order_id=message["order_id"], number=message.get("number"), test=bool(message.get("test")),
+                    at=at, causation=f"{message['id']}:{status}")
     outbox.emit(tx, SERVICE, ev.MessageStatusChanged(
         message_id=message["id"], order_id=message.get("order_id"), number=message.get("number"),
         test=bool(message.get("test")), kind=message["kind"], channel=MessageChannel(message["channel"]),

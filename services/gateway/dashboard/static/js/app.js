@@ -22,7 +22,8 @@ let live = null; // unsubscribe of the toast listener; the stream opens once sig
 
 function startLive() {
   if (live) return;
-  live = onAlert((a) => { if (ctx.me) toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
+  // message_status comes with every receipt: the order page shows it in place, a toast would only be noise.
+  live = onAlert((a) => { if (ctx.me && a.kind !== "message_status") toast(`${a.title}${a.text ? " — " + a.text : ""}`, a.kind); });
 }
 
 async function whoAmI() {
