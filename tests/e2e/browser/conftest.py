@@ -121,8 +121,10 @@ def dashboard(servers: Servers, tmp_path_factory: pytest.TempPathFactory) -> Ite
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: Playwright's sync API keeps an event loop running in this thread while it is started, and
+    # the e2e tests that come after the browser modules call asyncio.run().
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -131,9 +133,12 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-def sign_in(browser: Any, dashboard: Dashboard, role: str, *, width: int = 1280, height: int = 900) -> Any:
-    """A new page signed in as ``role`` through the sign-in form, on the orders page."""
-    context = browser.new_context(viewport={"width": width, "height": height}, base_url=dashboard.base)
+def sign_in(browser: Any, dashboard: Dashboard, role: str, *, width: int = 1280, height: int = 900,
+            bypass_csp: bool = False) -> Any:
+    """A new page signed in as ``role`` through the sign-in form, on the orders page. ``bypass_csp``: only for
+    a test that injects its own checking script (the accessibility test)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, base_url=dashboard.base,
+                                  bypass_csp=bypass_csp)
     context.route("**/*", lambda route: route.abort() if not route.request.url.startswith(dashboard.base)
                   and not route.request.url.startswith("data:") else route.continue_())  # nothing from outside
     page = context.new_page()

@@ -100,7 +100,10 @@ def test_too_many_failures_are_refused_with_the_wait(browser: Any, dashboard: Da
 
 def test_sign_out_ends_the_session(as_role: Any) -> None:
     page = as_role("staff")
-    page.get_by_role("button", name="Sign out").click()
+    with page.expect_response(lambda r: r.request.method == "DELETE" and r.url.endswith("/api/v1/session")) as out:
+        page.get_by_role("button", name="Sign out").click()
+    assert out.value.status == 204 or out.value.ok
+    page.wait_for_url("**/#/signin")
     page.get_by_role("button", name="Sign in").wait_for()
     answer = call_api(page, "GET", "/api/v1/session")
     assert answer["status"] == 401, answer

@@ -65,6 +65,9 @@ async function route() {
   const mine = ++routeSeq;
   const hash = window.location.hash || "#/orders";
   if (!ctx.me && !hash.startsWith("#/signin")) await whoAmI();
+  // A newer route started while this one asked who is signed in: it owns the screen now (drawing this one's
+  // view here would replace the newer page with an empty one).
+  if (mine !== routeSeq) return;
   if (!ctx.me && !hash.startsWith("#/signin")) {
     window.location.hash = `#/signin?next=${encodeURIComponent(hash)}`;
     return;
@@ -82,15 +85,21 @@ async function route() {
   mount(header, nav());
   const root = document.getElementById("main");
   root.setAttribute("aria-busy", "true");
+  // Each route renders into a view of its own: a page still loading when the staff member moved on (its data
+  // came late) writes into a view no longer on the screen, never over the page that replaced it.
+  const view = h("div", { class: "view" });
+  root.replaceChildren(view);
   try {
     const mod = await import(`./pages/${page}.js`);
     if (mine !== routeSeq) return;
     const params = new URLSearchParams((hash.split("?")[1]) || "");
-    cleanup = await mod.render(root, { match, params }, ctx);
+    const done = await mod.render(view, { match, params }, ctx);
+    if (mine === routeSeq) cleanup = done;
+    else if (typeof done === "function") done();
     if (page === "signin") await whoAmI();
   } catch (e) {
     if (mine !== routeSeq) return;
-    mount(root, h("p", { class: "problem", role: "alert" }, e.message || String(e)));
+    mount(view, h("p", { class: "problem", role: "alert" }, e.message || String(e)));
   } finally {
     root.removeAttribute("aria-busy");
   }
