@@ -303,6 +303,62 @@ def change_level(tx: Tx, sku: str, location: str, delta_on_hand: int, delta_rese
     return dict(row) if row else None
 
 
+_RESERVE = (
+    "WITH v AS ("
+    "  SELECT * FROM unnest(%(ords)s::int[], %(lines)s::text[], %(skus)s::text[], %(locs)s::text[], %(qs)s::bigint[],"
+    "                       %(mids)s::uuid[]) AS v(ord, line_id, sku, location, q, mid)"
+    "), lv AS (SELECT sku, location, sum(q) AS q FROM v GROUP BY sku, location"
+    "), u AS ("
+    "  UPDATE stock_levels s SET reserved = s.reserved + lv.q, updated_at = now() FROM lv"
+    "  WHERE s.sku = lv.sku AND s.location = lv.location AND s.on_hand - (s.reserved + lv.q) >= 0"
+    "  RETURNING s.sku, s.location, s.on_hand, s.reserved"
+    "), mv AS ("
+    "  SELECT v.*, u.on_hand, u.reserved - coalesce(sum(v.q) OVER (PARTITION BY v.sku, v.location ORDER BY v.ord"
+    "    ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING), 0) AS reserved_after"
+    "  FROM v JOIN u USING (sku, location)"
+    "), m AS ("
+    "  INSERT INTO stock_movements (movement_id, sku, location, delta_on_hand, delta_reserved, on_hand_after,"
+    "    reserved_after, reason, order_id, order_number, actor)"
+    "  SELECT mid, sku, location, 0, q, on_hand, reserved_after, %(reason)s, %(oid)s, %(num)s, %(actor)s"
+    "  FROM mv ORDER BY ord RETURNING movement_id, at"
+    "), r AS ("
+    "  INSERT INTO reservations AS r (order_id, line_id, sku, location, quantity)"
+    "  SELECT %(oid)s, line_id, sku, location, sum(q) FROM v"
+    "  WHERE (SELECT count(*) FROM u) = (SELECT count(*) FROM lv) GROUP BY line_id, sku, location"
+    "  ON CONFLICT (order_id, line_id, location) DO UPDATE SET quantity = r.quantity + excluded.quantity,"
+    "    updated_at = now()"
+    "), o AS ("
+    "  UPDATE fulfillment_orders SET reservation = %(state)s, updated_at = now()"
+    "  WHERE order_id = %(oid)s AND %(state)s::text IS NOT NULL"
+    "  AND (SELECT count(*) FROM u) = (SELECT count(*) FROM lv)"
+    ") "
+    "SELECT mv.ord, mv.on_hand, mv.reserved_after AS reserved, m.at FROM mv JOIN m ON m.movement_id = mv.mid"
+    " ORDER BY mv.ord"
+)
+
+
+def reserve_lines(tx: Tx, order_id: UUID | str, order_number: int, allocations: Sequence[tuple[str, str, str, int]],
+                  *, reason: str, actor: Mapping[str, Any], state: str | None = None) -> list[dict[str, Any]] | None:
+    """Reserve an order's allocations (line id, sku, location, quantity) with ONE statement: each level moves by
+    the sum reserved at it (conditionally: never beyond on hand), each allocation gets its movement (in the
+    order given, each with the level as it stands after it, as one ``change_level`` per allocation would
+    write) and the reservations grow; with ``state`` the order's ``reservation`` becomes it. Answers one row
+    per allocation (on_hand, reserved after it, at), or None if some level refused (nothing of the order's
+    reservations nor state was written then, but the caller must roll back the levels that moved)."""
+    if not allocations:
+        return []
+    oid = as_uuid(order_id)
+    rows = tx.execute(_RESERVE, {
+        "ords": list(range(len(allocations))), "lines": [a[0] for a in allocations],
+        "skus": [a[1] for a in allocations], "locs": [a[2] for a in allocations],
+        "qs": [a[3] for a in allocations], "mids": [uuid.uuid4() for _ in allocations],
+        "reason": reason, "oid": oid, "num": order_number, "actor": Jsonb(dict(actor)), "state": state,
+    }).fetchall()
+    if len(rows) != len(allocations):
+        return None
+    return [dict(r) for r in rows]
+
+
 def level(tx: Tx, sku: str, location: str) -> dict[str, Any] | None:
     row = tx.execute("SELECT * FROM stock_levels WHERE sku = %s AND location = %s", (sku, location)).fetchone()
     return dict(row) if row else None

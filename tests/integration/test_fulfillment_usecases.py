@@ -124,6 +124,38 @@ def test_out_of_stock_reserves_nothing_is_announced_and_a_retry_after_restock_re
         f.retry_reservation(db, stream.order_id, STAFF)
 
 
+
+def test_a_batch_of_placements_reserves_each_order_whole_with_a_movement_and_an_event_per_allocation(
+    db: Any, carrier: InMemoryCarrier
+) -> None:
+    """One batch, as the subscriber hands it over: an order with two lines of one SKU drawing from two
+    locations, and two orders that each want the last two units of another SKU (one gets both, the other
+    nothing: all or nothing, whichever the batch applies first)."""
+    mug, cap = sku("MUG"), sku("CAP")
+    stock(db, mug, 4)
+    stock(db, mug, 2, location="backroom")
+    stock(db, cap, 2)
+    streams = [OrderStream.place(place_order(lines=lines, shipping_address=ADDRESS),
+                                 number=int(uuid.uuid4().int % 900_000) + 1000)
+               for lines in ([(mug, 3, "1.00"), (mug, 2, "1.00")], [(cap, 2, "1.00")], [(cap, 2, "1.00")])]
+    assert f.handle_order_events(db, carrier, [s.envelopes[0] for s in streams]) == ["applied"] * 3
+    assert (level(db, mug), level(db, mug, "backroom"), level(db, cap)) == ((4, 4), (2, 1), (2, 2))
+    number = streams[0].placed.number
+    moves = [(m["location"], m["delta_reserved"], m["on_hand_after"], m["reserved_after"], m["order_number"])
+             for m in reversed(f.stock_movements(db, mug)["items"]) if m["delta_reserved"]]
+    assert moves == [("main", 3, 4, 3, number), ("main", 1, 4, 4, number), ("backroom", 1, 2, 1, number)]
+    changed = [(e["location"], e["delta_reserved"], e["reserved"], e["available"])
+               for e in outbox(db, mug, "fulfillment.stock_changed.v1") if e["delta_reserved"]]
+    assert changed == [("main", 3, 3, 1), ("main", 1, 4, 0), ("backroom", 1, 1, 1)]
+    assert outbox(db, streams[0].order_id, "fulfillment.stock_reserved.v1")[0]["lines"] == [
+        {"line_id": "1", "sku": mug, "quantity": 3}, {"line_id": "2", "sku": mug, "quantity": 2}]
+    assert [ln["reserved"] for ln in f.get_fulfillment(db, streams[0].order_id)["lines"]] == [3, 2]
+    states = {f.get_fulfillment(db, s.order_id)["reservation"]: s for s in streams[1:]}
+    assert sorted(states) == ["out_of_stock", "reserved"]
+    assert outbox(db, states["out_of_stock"].order_id, "fulfillment.out_of_stock.v1")[0]["lines"] == [
+        {"line_id": "1", "sku": cap, "requested": 2, "available": 0}]
+    assert [ln["reserved"] for ln in f.get_fulfillment(db, states["out_of_stock"].order_id)["lines"]] == [0]
+
 def test_manual_split_shipment_consumes_at_hand_over_and_the_status_follows(db: Any, carrier: InMemoryCarrier) -> None:
     mug, cap = sku("MUG"), sku("CAP")
     stock(db, mug, 10)

@@ -121,12 +121,14 @@ def move_stock(tx: Tx, sku: str, location: str, delta_on_hand: int, delta_reserv
     return row
 
 
-def reserve(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: str) -> domain.Plan | None:
+def reserve(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: str, *,
+            state: str | None = None) -> domain.Plan | None:
     """Reserve the order's stock-tracked units still unreserved, all or nothing. None: nothing is tracked.
 
-    The levels are locked in (sku, location) order, the plan made on what they hold, and each reservation
-    applied with a conditional update; a refusal there (which the lock makes impossible) rolls everything
-    back through the exception."""
+    The levels are locked in (sku, location) order, the plan made on what they hold, and the whole plan
+    applied with one conditional statement (levels, a movement per allocation, reservations; with ``state``
+    the order's ``reservation`` too, when the plan holds); a refusal there (which the lock makes impossible)
+    rolls everything back through the exception. Each allocation is announced (``stock_changed``) as before."""
     counts = {c.line.line_id: c for c in o.counts()}
     skus = {ln.sku for ln in o.lines}
     available = store.lock_levels(tx, skus)
@@ -144,10 +146,18 @@ def reserve(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: str) ->
     plan = domain.allocate(needs, available)
     if not plan.ok:
         return plan
-    for a in plan.allocations:
-        move_stock(tx, a.sku, a.location, 0, a.quantity, reason=f"reserved for order #{o.number}", actor=actor,
-                   causation=causation, order=o)
-        store.change_reservation(tx, o.order_id, a.line_id, a.sku, a.location, a.quantity)
+    reason = f"reserved for order #{o.number}"
+    rows = store.reserve_lines(tx, o.order_id, o.number,
+                               [(a.line_id, a.sku, a.location, a.quantity) for a in plan.allocations],
+                               reason=reason, actor=actor.model_dump(), state=state)
+    if rows is None:
+        raise StockRefused(f"order #{o.number}: a reservation was refused")
+    for a, row in zip(plan.allocations, rows, strict=True):
+        outbox.emit(tx, SERVICE, ev.StockChanged(
+            sku=a.sku, location=a.location, on_hand=row["on_hand"], reserved=row["reserved"],
+            available=row["on_hand"] - row["reserved"], delta_on_hand=0, delta_reserved=a.quantity,
+            reason=reason, order_id=o.order_id, at=row["at"], actor=actor,
+        ), subject=a.sku, correlation_id=o.order_id, causation_id=causation)
         o.reserved[a.line_id] = o.reserved.get(a.line_id, 0) + a.quantity
     return plan
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from services.fulfillment import domain, store
 from services.fulfillment.carrier import CarrierError, CarrierProvider
@@ -31,7 +32,7 @@ from services.fulfillment.usecases.common import (
     summary,
 )
 from services.orders.contracts import events as order_events
-from services.orders.contracts.schemas import Actor
+from services.orders.contracts.schemas import Actor, Stage
 from shared import inbox
 from shared.catalog import parse_data
 from shared.db import Database
@@ -83,18 +84,31 @@ def order_row(data: order_events.OrderPlaced) -> dict[str, Any]:
 
 
 def order_placed(tx: Tx, carrier: CarrierProvider | None, data: order_events.OrderPlaced, causation: str) -> None:
-    if not store.insert_order(tx, order_row(data)):
+    row = order_row(data)
+    if not store.insert_order(tx, row):
         return  # seen already
-    o = store.load(tx, data.order_id, for_update=True)
-    if o.stage in domain.CLOSED_STAGES:
-        store.save_order(tx, o)
-        return
-    reserve_order(tx, o, actor_of(data.actor), causation)
+    if data.stage in domain.CLOSED_STAGES:
+        return  # the copy as inserted is all there is
+    reserve_order(tx, new_order(row), actor_of(data.actor), causation, fresh=True)
 
 
-def reserve_order(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: str) -> None:
-    """Reserve, then announce: ``stock_reserved`` (state reserved), or ``out_of_stock`` (nothing reserved)."""
-    plan = reserve(tx, o, actor, causation)
+def new_order(row: dict[str, Any]) -> domain.FulfillmentOrder:
+    """The order just inserted from its copy, as ``store.load`` would read it back (nothing shipped, returned or
+    reserved yet, every field at its default), without reading it back."""
+    return domain.FulfillmentOrder(
+        order_id=str(row["order_id"]), number=int(row["number"]), test=bool(row["test"]), stage=Stage(row["stage"]),
+        currency=row["currency"],
+        lines=tuple(domain.OrderLine(i["line_id"], i["sku"], i["name"] or "", int(i["quantity"]),
+                                     Decimal(i["unit_price"]), Decimal(i["line_total"])) for i in row["items"]),
+    )
+
+
+def reserve_order(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: str, *, fresh: bool = False) -> None:
+    """Reserve, then announce: ``stock_reserved`` (state reserved), or ``out_of_stock`` (nothing reserved).
+
+    ``fresh``: the order was inserted by this transaction with every field at its default, so only a changed
+    ``reservation`` is written (with the reservation statement itself when the plan holds)."""
+    plan = reserve(tx, o, actor, causation, state="reserved" if fresh else None)
     if plan is None:
         o.reservation = "not_tracked"
     elif plan.ok:
@@ -109,7 +123,10 @@ def reserve_order(tx: Tx, o: domain.FulfillmentOrder, actor: Actor, causation: s
         emit(tx, o, ev.OutOfStock(**base(o, actor), lines=[
             ev.ShortLine(line_id=s.line_id, sku=s.sku, requested=s.requested, available=s.available)
             for s in plan.shortages]), causation)
-    store.save_order(tx, o)
+    if not fresh:
+        store.save_order(tx, o)
+    elif o.reservation == "out_of_stock":
+        store.set_fields(tx, UUID(o.order_id), reservation=o.reservation)
 
 
 def stage_changed(tx: Tx, carrier: CarrierProvider | None, data: order_events.OrderStageChanged,
