@@ -223,22 +223,6 @@ def test_stage_changes_notify_for_the_chosen_stages_only(db, ch):
     assert any("Shipped" in t or "shipped" in t for t in texts)
 
 
-def test_placement_and_stage_changes_in_one_batch_notify_as_one_at_a_time(db, ch):
-    """A batch holding an order's placement and its later moves (the copy is written before they read it), and a
-    second order's placement after them: each message once, about the right order."""
-    first, second = f"batch1-{tag()}@example.com", f"batch2-{tag()}@example.com"
-    a = place(db, email=first, deliver=False)
-    b = place(db, email=second, deliver=False)
-    batch = [*a.envelopes, a.move("confirmed"), a.move("approved"), a.move("shipped"), *b.envelopes]
-    handle(db, batch)
-    handle(db, batch)  # delivered again: nothing more
-    assert sorted(m["kind"] for m in messages(db, a.order_id)) == [
-        "new_order_staff", "order_placed", "order_stage_changed", "order_stage_changed"]
-    assert sorted(m["kind"] for m in messages(db, b.order_id)) == ["new_order_staff", "order_placed"]
-    send(db, ch)
-    assert len(ch.email.to(first)) == 3 and len(ch.email.to(second)) == 1
-
-
 def shipment_envelope(stream: OrderStream, seq: int, event: Any) -> Any:
     from shared.envelope import Envelope, source_for
 
