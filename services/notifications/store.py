@@ -22,45 +22,17 @@ MESSAGE_COLUMNS = (
 
 
 # ------------------------------------------------------------------------------------------------ order copies
-_INSERT_ORDER = (
-    "INSERT INTO order_copies (order_id, number, test, channel, stage, customer, address, currency, total, items,"
-    " placed_at) VALUES (%(order_id)s, %(number)s, %(test)s, %(channel)s, %(stage)s, %(customer)s::jsonb,"
-    " %(address)s::jsonb, %(currency)s, %(total)s, %(items)s::jsonb, %(placed_at)s)"
-    " ON CONFLICT (order_id) DO NOTHING"
-)
-
-
-def _order_values(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "customer": json.dumps(row["customer"]), "items": json.dumps(row["items"]),
-            "address": json.dumps(row["address"]) if row.get("address") is not None else None}
-
-
 def insert_order(tx: Tx, row: dict[str, Any]) -> bool:
     """The order's copy from order.placed; False when it was there already."""
-    cur = tx.execute(_INSERT_ORDER, _order_values(row))
+    cur = tx.execute(
+        "INSERT INTO order_copies (order_id, number, test, channel, stage, customer, address, currency, total, items,"
+        " placed_at) VALUES (%(order_id)s, %(number)s, %(test)s, %(channel)s, %(stage)s, %(customer)s::jsonb,"
+        " %(address)s::jsonb, %(currency)s, %(total)s, %(items)s::jsonb, %(placed_at)s)"
+        " ON CONFLICT (order_id) DO NOTHING",
+        {**row, "customer": json.dumps(row["customer"]), "items": json.dumps(row["items"]),
+         "address": json.dumps(row["address"]) if row.get("address") is not None else None},
+    )
     return cur.rowcount == 1
-
-
-def insert_orders(tx: Tx, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-    """``insert_order`` for many copies in one pipelined round trip: each copy as stored (what ``get_order``
-    reads), or None when it was there already; in the order given."""
-    return _many(tx, _INSERT_ORDER + " RETURNING *", [_order_values(r) for r in rows])
-
-
-def _many(tx: Tx, sql: str, params: Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-    """One statement per parameter set, pipelined (psycopg's ``executemany``): the row each returned (None: it
-    returned none), in the order given."""
-    if not params:
-        return []
-    out: list[dict[str, Any] | None] = []
-    with tx.cursor() as cur:
-        cur.executemany(sql, params, returning=True)
-        while True:
-            row = cur.fetchone()
-            out.append(dict(row) if row is not None else None)
-            if not cur.nextset():
-                break
-    return out
 
 
 _ORDER_FIELDS = {"stage": "%s", "customer": "%s::jsonb", "address": "%s::jsonb", "language": "%s"}
@@ -125,29 +97,17 @@ def normal_phone(phone: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ messages
-_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ("
-    + ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
-    + ") ON CONFLICT DO NOTHING RETURNING *"
-)
-
-
-def _message_values(row: dict[str, Any]) -> dict[str, Any]:
+def insert_message(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
+    """A new message (queued); None when the (event, kind, channel, recipient) already has one."""
     values = {**{c: row.get(c) for c in MESSAGE_COLUMNS}, "context": json.dumps(row["context"], default=str)}
     values["status"] = values["status"] or "queued"
     values["attempts"] = values["attempts"] or 0
-    return values
-
-
-def insert_message(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
-    """A new message (queued); None when the (event, kind, channel, recipient) already has one."""
-    inserted: dict[str, Any] | None = tx.execute(_INSERT_MESSAGE, _message_values(row)).fetchone()
+    cols = ", ".join(MESSAGE_COLUMNS)
+    params = ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
+    inserted: dict[str, Any] | None = tx.execute(
+        f"INSERT INTO messages ({cols}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING *", values,
+    ).fetchone()
     return inserted
-
-
-def insert_messages(tx: Tx, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any] | None]:
-    """``insert_message`` for many, in one pipelined round trip, in the order given."""
-    return _many(tx, _INSERT_MESSAGE, [_message_values(r) for r in rows])
 
 
 def get_message(tx: Tx, message_id: UUID | str, *, for_update: bool = False) -> dict[str, Any] | None:
@@ -199,14 +159,6 @@ def add_history(tx: Tx, message_id: UUID | str, from_status: str | None, status:
     tx.execute(
         "INSERT INTO message_history (message_id, from_status, status, reason, source, at)"
         " VALUES (%s, %s, %s, %s, %s, %s)", (message_id, from_status, status, reason, source, at))
-
-
-def add_history_many(tx: Tx, rows: Sequence[tuple[Any, str | None, str, str | None, str, datetime]]) -> None:
-    """``add_history`` for many (message_id, from_status, status, reason, source, at), one pipelined round trip."""
-    if rows:
-        with tx.cursor() as cur:
-            cur.executemany("INSERT INTO message_history (message_id, from_status, status, reason, source, at)"
-                            " VALUES (%s, %s, %s, %s, %s, %s)", rows)
 
 
 def history_of(tx: Tx, ids: Sequence[UUID]) -> dict[UUID, list[dict[str, Any]]]:

@@ -23,33 +23,15 @@ def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
     in id order. A sequence alone does not give that (a transaction that took id 41 may commit after one that
     took 42, and a client that saw 42 would never see 41). The transaction-scoped lock taken before the id
     is drawn makes alert-writing transactions take ids and commit one after the other."""
-    return insert_alerts(tx, [row])[0]
-
-
-_ALERTS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))"
-_INSERT_ALERT = (
-    "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
-    " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"
-    " ON CONFLICT (event_id, kind) DO NOTHING"
-    " RETURNING id, kind, order_id, number, test, title, text, at"
-)
-
-
-def insert_alerts(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
-    """``insert_alert`` for many, in the order given (ids ascending in that order): the lock and one statement
-    per alert, pipelined in one round trip. Each is the stored alert, or None (raised already)."""
-    if not rows:
-        return []
-    out: list[dict[str, Any] | None] = []
-    with tx.pipeline(), tx.cursor() as cur:
-        tx.execute(_ALERTS_LOCK)
-        cur.executemany(_INSERT_ALERT, [dict(r) for r in rows], returning=True)
-        while True:
-            found = cur.fetchone()
-            out.append(dict(found) if found is not None else None)
-            if not cur.nextset():
-                break
-    return out
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))")
+    found = tx.execute(
+        "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
+        " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"
+        " ON CONFLICT (event_id, kind) DO NOTHING"
+        " RETURNING id, kind, order_id, number, test, title, text, at",
+        dict(row),
+    ).fetchone()
+    return dict(found) if found else None
 
 
 def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
@@ -71,26 +53,13 @@ def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int)
 # ------------------------------------------------------------------------------------------------ timeline
 def insert_entry(tx: Tx, row: Mapping[str, Any]) -> bool:
     """One timeline entry per event; False if the event was recorded already."""
-    cur = tx.execute(_INSERT_ENTRY, _entry_values(row))
+    cur = tx.execute(
+        "INSERT INTO timeline_entries (event_id, order_id, source, kind, sequence, at, summary, actor, data)"
+        " VALUES (%(event_id)s, %(order_id)s, %(source)s, %(kind)s, %(sequence)s, %(at)s, %(summary)s, %(actor)s,"
+        " %(data)s) ON CONFLICT (event_id) DO NOTHING",
+        {**row, "actor": Jsonb(row["actor"]) if row.get("actor") is not None else None, "data": Jsonb(row["data"])},
+    )
     return cur.rowcount == 1
-
-
-_INSERT_ENTRY = (
-    "INSERT INTO timeline_entries (event_id, order_id, source, kind, sequence, at, summary, actor, data)"
-    " VALUES (%(event_id)s, %(order_id)s, %(source)s, %(kind)s, %(sequence)s, %(at)s, %(summary)s, %(actor)s,"
-    " %(data)s) ON CONFLICT (event_id) DO NOTHING"
-)
-
-
-def _entry_values(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {**row, "actor": Jsonb(row["actor"]) if row.get("actor") is not None else None, "data": Jsonb(row["data"])}
-
-
-def insert_entries(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
-    """``insert_entry`` for many, one pipelined round trip."""
-    if rows:
-        with tx.cursor() as cur:
-            cur.executemany(_INSERT_ENTRY, [_entry_values(r) for r in rows])
 
 
 def entries(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:

@@ -182,63 +182,33 @@ def message_status(message: Any, recipient: str, from_status: str | None, status
 
 
 # ------------------------------------------------------------------------------------------------ raising
-@dataclass(frozen=True)
-class Raise:
-    """One alert to raise: the alert and what it is about."""
-
-    alert: Alert
-    order_id: UUID | str | None = None
-    number: int | None = None
-    test: bool = False
-    at: datetime | None = None
-    event_id: UUID | None = None
-    causation: str | None = None
-
-
-def record_alerts(tx: Tx, raises: Sequence[Raise]) -> list[dict[str, Any] | None]:
-    """The rows of many alerts, in the order given (one round trip); None for one its event raised already.
-    Announce each with :func:`announce_alert` before the commit."""
-    now = datetime.now(UTC)
-    return store.insert_alerts(tx, [
-        {"kind": r.alert.kind.value, "order_id": r.order_id, "number": r.number, "test": r.test,
-         "title": r.alert.title, "text": r.alert.text, "at": r.at or now, "event_id": r.event_id} for r in raises])
-
-
-def announce_alert(tx: Tx, r: Raise, row: dict[str, Any]) -> int:
-    """``notification.alert_raised.v1`` for a recorded alert (same transaction)."""
-    subject = str(r.order_id) if r.order_id is not None else STORE_SUBJECT
-    outbox.emit(tx, SERVICE, AlertRaised(alert_id=row["id"], kind=r.alert.kind, order_id=r.order_id, number=r.number,
-                                         test=r.test, title=r.alert.title, text=r.alert.text,
-                                         at=r.at or row["at"]),
-                subject=subject, correlation_id=subject, causation_id=r.causation or f"alert:{row['id']}")
-    return int(row["id"])
-
-
-def raise_many(tx: Tx, raises: Sequence[Raise]) -> list[int | None]:
-    """Record and announce many alerts, in order; None for one its event raised already."""
-    rows = record_alerts(tx, raises)
-    return [announce_alert(tx, r, row) if row is not None else None for r, row in zip(raises, rows, strict=True)]
-
-
 def raise_alert(tx: Tx, alert: Alert, *, order_id: UUID | str | None = None, number: int | None = None,
                 test: bool = False, at: datetime | None = None, event_id: UUID | None = None,
                 causation: str | None = None) -> int | None:
     """Record the alert and announce it (``notification.alert_raised.v1``, same transaction). Returns its id,
     or None when ``event_id`` raised this kind already."""
-    return raise_many(tx, [Raise(alert, order_id, number, test, at, event_id, causation)])[0]
-
-
-def raises_of(env: Envelope, data: EventModel) -> list[Raise]:
-    """The alerts an incoming event raises (once per event and kind)."""
-    return [Raise(alert, order_id=getattr(data, "order_id", None), number=getattr(data, "number", None),
-                  test=bool(getattr(data, "test", False)), at=getattr(data, "at", None) or env.time,
-                  event_id=env.id, causation=str(env.id))
-            for alert in alerts_for(env.type, data)]
+    when = at or datetime.now(UTC)
+    row = store.insert_alert(tx, {"kind": alert.kind.value, "order_id": order_id, "number": number, "test": test,
+                                  "title": alert.title, "text": alert.text, "at": when, "event_id": event_id})
+    if row is None:
+        return None
+    subject = str(order_id) if order_id is not None else STORE_SUBJECT
+    outbox.emit(tx, SERVICE, AlertRaised(alert_id=row["id"], kind=alert.kind, order_id=order_id, number=number,
+                                         test=test, title=alert.title, text=alert.text, at=when),
+                subject=subject, correlation_id=subject, causation_id=causation or f"alert:{row['id']}")
+    return int(row["id"])
 
 
 def raise_alerts(tx: Tx, env: Envelope, data: EventModel) -> list[int]:
     """The alerts an incoming event raises (once per event and kind)."""
-    return [i for i in raise_many(tx, raises_of(env, data)) if i is not None]
+    raised = []
+    for alert in alerts_for(env.type, data):
+        alert_id = raise_alert(tx, alert, order_id=getattr(data, "order_id", None),
+                               number=getattr(data, "number", None), test=bool(getattr(data, "test", False)),
+                               at=getattr(data, "at", None) or env.time, event_id=env.id, causation=str(env.id))
+        if alert_id is not None:
+            raised.append(alert_id)
+    return raised
 
 
 # ------------------------------------------------------------------------------------------------ reading

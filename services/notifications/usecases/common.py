@@ -17,7 +17,7 @@ from services.notifications.channels import EmailSender, SmsSender, WhatsAppSend
 from services.notifications.contracts import events as ev
 from services.notifications.contracts.vocabulary import MessageChannel, MessageStatus
 from services.notifications.settings import NotificationSettings
-from services.notifications.usecases.alerts import Raise, announce_alert, message_status, raise_alert, record_alerts
+from services.notifications.usecases.alerts import message_status, raise_alert
 from shared import outbox
 from shared.db import Database
 
@@ -97,26 +97,3 @@ def announce(tx: Tx, message: dict[str, Any], from_status: str | None, status: s
     ), subject=subject, correlation_id=subject, causation_id=str(message["id"]))
 
 
-
-
-def announce_queued(tx: Tx, queued: list[tuple[dict[str, Any], datetime]], source: str) -> None:
-    """``announce`` of ``None -> queued`` for many new (message, at), with one round trip per kind of row
-    (history, alerts); the events are emitted in the order ``announce`` would, message after message."""
-    store.add_history_many(tx, [(m["id"], None, "queued", None, source, at) for m, at in queued])
-    about_order = [(m, at) for m, at in queued if m.get("order_id")]
-    raises = [Raise(message_status(m, domain.mask(m["recipient"]), None, "queued", None), order_id=m["order_id"],
-                    number=m.get("number"), test=bool(m.get("test")), at=at, causation=f"{m['id']}:queued")
-              for m, at in about_order]
-    alert_rows = dict(zip((m["id"] for m, _ in about_order), zip(raises, record_alerts(tx, raises), strict=True),
-                          strict=True))
-    for message, at in queued:
-        r, row = alert_rows.get(message["id"], (None, None))
-        if r is not None and row is not None:
-            announce_alert(tx, r, row)
-        subject = subject_of(message)
-        outbox.emit(tx, SERVICE, ev.MessageStatusChanged(
-            message_id=message["id"], order_id=message.get("order_id"), number=message.get("number"),
-            test=bool(message.get("test")), kind=message["kind"], channel=MessageChannel(message["channel"]),
-            recipient=domain.mask(message["recipient"]), from_status=None, status=MessageStatus.queued,
-            reason=None, at=at,
-        ), subject=subject, correlation_id=subject, causation_id=str(message["id"]))

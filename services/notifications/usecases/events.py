@@ -14,10 +14,7 @@ message per (event id, kind, channel, recipient): the event delivered twice find
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from services.fulfillment.contracts import events as fulfillment_events
@@ -27,7 +24,6 @@ from services.notifications.settings import NotificationSettings
 from services.notifications.usecases.common import (
     Tx,
     announce,
-    announce_queued,
     log,
     now,
     preferences,
@@ -37,7 +33,7 @@ from services.notifications.usecases.common import (
 from services.notifications.usecases.context import kind_context, order_context
 from services.orders.contracts import events as order_events
 from services.payments.contracts import events as payment_events
-from shared import inbox, outbox
+from shared import inbox
 from shared.db import Database
 from shared.envelope import Envelope
 
@@ -73,59 +69,41 @@ def enqueue(tx: Tx, settings: NotificationSettings, prefs: domain.Preferences, o
 
 def new_message(tx: Tx, event_id: str | None, kind: str, r: domain.Route, language: str, order: Mapping[str, Any],
                 context: Mapping[str, Any], fallback_of: Any) -> dict[str, Any] | None:
-    """The queued message; None when it was there already. Inside a batch (``handle_events``) the row is only
-    collected, written with the batch's others before the commit, and None is returned."""
     key = domain.message_key(event_id or fallback_of, kind, r.channel.value, r.recipient)
     at = now()
-    values = {
+    row = store.insert_message(tx, {
         "id": key, "event_id": event_id, "kind": kind, "channel": r.channel.value, "recipient": r.recipient,
         "language": language, "order_id": order["order_id"], "number": order["number"], "test": order["test"],
         "redirected": r.redirected, "status": "queued", "idempotency_key": key, "attempts": 0,
         "next_attempt_at": at, "context": dict(context), "fallback_of": fallback_of,
-    }
-    batch = _batches.get(tx)
-    if batch is not None:
-        batch.messages.append((values, at))
-        return None
-    row = store.insert_message(tx, values)
+    })
     if row is not None:
         announce(tx, row, None, "queued", None, at, "event")
     return row
 
 
-def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.EventFacts,
-           order: Mapping[str, Any] | None = None) -> None:
-    """The messages an event calls for, about its order (``order``: its copy, read here when not given)."""
-    if order is None:
-        order = store.get_order(tx, env.data["order_id"])
+def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.EventFacts) -> None:
+    order = store.get_order(tx, env.data["order_id"])
     if order is None:
         log.warning("%s for order %s, which notifications never saw placed; nothing sent", env.type,
                     env.data.get("order_id"))
         return
-    batch = _batches.get(tx)
-    prefs = batch.preferences(tx) if batch is not None else preferences(tx, settings)
+    prefs = preferences(tx, settings)
     for kind in domain.kinds_for(facts, prefs):
         enqueue(tx, settings, prefs, order, str(env.id), kind, kind_context(kind, env.data, order))
 
 
 # ------------------------------------------------------------------------------------------------ orders
 def order_placed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
-    """The copy, then the messages. Inside a batch both wait for the batch's copies to be written together
-    (``_Batch.write_orders``): before the next event of another type is applied, or at the batch's end."""
     d = order_events.OrderPlaced.model_validate(env.data)
-    row = {
+    store.insert_order(tx, {
         "order_id": d.order_id, "number": d.number, "test": d.test, "channel": d.channel.value,
         "stage": d.stage.value, "customer": d.customer.model_dump(mode="json"),
         "address": d.shipping_address.model_dump(mode="json") if d.shipping_address else None,
         "currency": d.currency, "total": d.totals.total, "placed_at": d.placed_at,
         "items": [{"sku": i.sku, "name": i.name, "quantity": i.quantity, "line_total": str(i.line_total)}
                   for i in d.items],
-    }
-    batch = _batches.get(tx)
-    if batch is not None:
-        batch.placed.append((env, row))
-        return
-    store.insert_order(tx, row)
+    })
     notify(tx, settings, env, domain.EventFacts(env.type))
 
 
@@ -185,62 +163,14 @@ PAYMENT_EVENT_TYPES: tuple[str, ...] = tuple(sorted(PAYMENT_EVENT_HANDLERS))
 FULFILLMENT_EVENT_TYPES: tuple[str, ...] = tuple(sorted(FULFILLMENT_EVENT_HANDLERS))
 
 
-@dataclass
-class _Batch:
-    """What a batch writes with one round trip per kind of row instead of several per event: the settings read
-    once, the order copies of its ``order.placed`` (their messages follow once the copies are written), and
-    every message row with its history, alert and events, in the order the events were applied."""
-
-    settings: NotificationSettings
-    prefs: domain.Preferences | None = None
-    placed: list[tuple[Envelope, dict[str, Any]]] = field(default_factory=list)
-    messages: list[tuple[dict[str, Any], datetime]] = field(default_factory=list)
-
-    def preferences(self, tx: Tx) -> domain.Preferences:
-        if self.prefs is None:
-            self.prefs = preferences(tx, self.settings)
-        return self.prefs
-
-    def write_orders(self, tx: Tx) -> None:
-        """The waiting copies (one round trip), then their order_placed messages (collected)."""
-        placed, self.placed = self.placed, []
-        stored = store.insert_orders(tx, [row for _, row in placed])
-        for (env, _row), copy in zip(placed, stored, strict=True):
-            # None: the copy was there already (as order_placed alone would, its stored copy is used)
-            notify(tx, self.settings, env, domain.EventFacts(env.type), copy)
-
-    def write(self, tx: Tx) -> None:
-        self.write_orders(tx)
-        queued, self.messages = self.messages, []
-        rows = store.insert_messages(tx, [values for values, _ in queued])
-        announce_queued(tx, [(row, at) for row, (_, at) in zip(rows, queued, strict=True) if row is not None],
-                        "event")
-
-
-_batches: weakref.WeakKeyDictionary[Tx, _Batch] = weakref.WeakKeyDictionary()
-
-
 def handle_events(db: Database, settings: NotificationSettings, source: str, events: Sequence[Envelope]
                   ) -> list[inbox.Outcome]:
-    """Apply a batch of one source's events in one transaction, each once and in per-order order. The rows they
-    write are collected (``_Batch``) and written before the commit, each kind with one round trip."""
+    """Apply a batch of one source's events in one transaction, each once and in per-order order."""
     handlers = HANDLERS[source]
-    batch = _Batch(settings)
 
     def apply(tx: Tx, env: Envelope) -> None:
         handler = handlers.get(env.type)
-        if handler is None:
-            return
-        if handler is not order_placed and batch.placed:
-            batch.write_orders(tx)  # what follows may read or change those copies
-        handler(tx, settings, env)
+        if handler is not None:
+            handler(tx, settings, env)
 
-    with db.transaction() as tx, outbox.buffered(tx):
-        _batches[tx] = batch
-        try:
-            outcomes = inbox.process_batch_in(tx, f"notifications.{source}", events, apply,
-                                              types=tuple(sorted(handlers)))
-            batch.write(tx)
-        finally:
-            _batches.pop(tx, None)
-    return outcomes
+    return inbox.process_batch(db, f"notifications.{source}", events, apply, types=tuple(sorted(handlers)))

@@ -16,7 +16,6 @@ per-order sequence. Merged in: every message of the order and each status it too
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -29,23 +28,13 @@ from services.notifications import store_timeline as store
 from services.notifications.contracts.schemas import Timeline, TimelineEntry
 from services.notifications.contracts.vocabulary import KIND_BY_NAME
 from services.notifications.domain import mask
-from services.notifications.usecases.alerts import (
-    ALERT_RULES,
-    Raise,
-    money,
-    raise_alerts,
-    raise_many,
-    raises_of,
-    stage,
-    who,
-    words,
-)
+from services.notifications.usecases.alerts import ALERT_RULES, money, raise_alerts, stage, who, words
 from services.orders.contracts import events as oev
 from services.orders.contracts.events import ORDER_EVENTS
 from services.orders.contracts.schemas import Actor
 from services.payments.contracts import events as pev
 from services.payments.contracts.events import PAYMENT_EVENTS
-from shared import inbox, outbox
+from shared import inbox
 from shared.catalog import parse_data
 from shared.db import Database
 from shared.envelope import Envelope, EventModel
@@ -325,34 +314,9 @@ def apply_story_event(tx: Tx, env: Envelope) -> None:
     raise_alerts(tx, env, data)
 
 
-@dataclass
-class _StoryBatch:
-    """What a batch's events write, in the order applied, written at its end: each kind with one round trip."""
-
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    raises: list[Raise] = field(default_factory=list)
-
-    def apply(self, tx: Tx, env: Envelope) -> None:
-        data = parse_data(env)
-        row = entry_of(env, data)
-        if row is not None:
-            self.entries.append(row)
-        self.raises.extend(raises_of(env, data))
-
-    def write(self, tx: Tx) -> None:
-        store.insert_entries(tx, self.entries)
-        raise_many(tx, self.raises)
-
-
 def handle_story_events(db: Database, source: str, events: Sequence[Envelope]) -> list[inbox.Outcome]:
-    """A batch from one source service, in one transaction: each event once, in per-order order. The entries
-    and alerts of the applied events are written together before the commit (alerts in the order applied, ids
-    ascending in that order)."""
-    batch = _StoryBatch()
-    with db.transaction() as tx, outbox.buffered(tx):
-        outcomes = inbox.process_batch_in(tx, consumer(source), events, batch.apply, types=STORY_EVENT_TYPES[source])
-        batch.write(tx)
-    return outcomes
+    """A batch from one source service, in one transaction: each event once, in per-order order."""
+    return inbox.process_batch(db, consumer(source), events, apply_story_event, types=STORY_EVENT_TYPES[source])
 
 
 # ------------------------------------------------------------------------------------------------ messages
