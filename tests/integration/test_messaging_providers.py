@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import socket
 import subprocess
 import sys
@@ -517,3 +518,29 @@ def test_the_sandbox_refuses_to_start_in_production_without_its_secrets(tmp_path
 def test_the_sandbox_home_page_reports_its_switches(sandbox_url: str) -> None:
     info = json.loads(httpx.get(sandbox_url + "/").text)
     assert info["name"] == "sandbox messaging provider" and info["down"] is False and info["chaos"] is False
+
+
+def test_messages_share_one_smtp_connection_and_a_dropped_one_is_reopened(
+    refusing_smtp: tuple[Refusing, int],
+) -> None:
+    handler, port = refusing_smtp
+    sender = SmtpSender("127.0.0.1", port, timeout=5)
+    sessions = []
+    original = smtplib.SMTP.connect
+
+    def counting(self: smtplib.SMTP, *args: Any, **kwargs: Any) -> Any:
+        sessions.append(args)
+        return original(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(smtplib.SMTP, "connect", counting)
+        for n in range(3):
+            sender.send(mail(f"ok{n}@example.com"))
+        assert len(sessions) == 1  # three messages, one connection
+        assert sender._smtp is not None
+        sender._smtp.sock.shutdown(socket.SHUT_RDWR)  # the server (or the network) dropped it while idle
+        sender._last_used -= SmtpSender.IDLE_CHECK_SECONDS + 1
+        sender.send(mail("ok3@example.com"))
+        assert len(sessions) == 2  # noticed before sending, reconnected
+    sender.close()
+    assert handler.accepted == [f"ok{n}@example.com" for n in range(4)]

@@ -1,4 +1,9 @@
-"""``SmtpSender``: the ``EmailSender`` port over SMTP (``smtplib``), one connection per message.
+"""``SmtpSender``: the ``EmailSender`` port over SMTP (``smtplib``), one connection kept open for many messages.
+
+Each new order sends two e-mails (the customer's, the store's): connecting, EHLO, STARTTLS, login and QUIT for
+each would be most of the work. The connection is kept and checked with a NOOP before it is used again after
+a pause (a server closes idle connections); after any failure it is dropped, and the next message connects
+anew.
 
 The mail is ``multipart/alternative`` (the text part first, then the HTML part when there is one), with the
 ``Message-ID`` the caller derived from the message's idempotency key: SMTP has no idempotency, so a resend after
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+import threading
+import time
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate
@@ -89,17 +96,56 @@ class SmtpSender:
         self.starttls = starttls
         self.sender = sender
         self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+        self._last_used = 0.0
+        self._lock = threading.Lock()  # one message at a time on the one connection
 
-    def send(self, email: Email) -> Sent:
-        msg = build_message(email, self.sender)
-        where = f"SMTP {self.host}:{self.port}"
-        try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+    IDLE_CHECK_SECONDS = 5.0
+    """A connection unused for longer is checked with a NOOP first (an idle connection may have been closed)."""
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is not None and time.monotonic() - self._last_used > self.IDLE_CHECK_SECONDS:
+            try:
+                code, _ = self._smtp.noop()
+                if code != 250:
+                    self.close()
+            except (smtplib.SMTPException, OSError):
+                self.close()
+        if self._smtp is None:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            try:
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if self.username:
                     smtp.login(self.username, self.password)
-                refused = smtp.send_message(msg, to_addrs=[email.to])
+            except BaseException:
+                smtp.close()
+                raise
+            self._smtp = smtp
+        return self._smtp
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
+
+    def send(self, email: Email) -> Sent:
+        with self._lock:
+            return self._send(email)
+
+    def _send(self, email: Email) -> Sent:
+        msg = build_message(email, self.sender)
+        where = f"SMTP {self.host}:{self.port}"
+        try:
+            try:
+                refused = self._connection().send_message(msg, to_addrs=[email.to])
+            except BaseException:
+                self.close()  # after a failure the session's state is unknown: the next message starts anew
+                raise
+            self._last_used = time.monotonic()
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()), (550, b"recipient refused"))
             raise _refusal(code, text, f"{where} refused {email.to}", "recipient_refused") from exc
