@@ -29,6 +29,7 @@ from urllib.parse import parse_qsl
 import httpx
 
 from services.notifications.channels import ChannelError, Receipt, Sent, SmsSender
+from services.notifications.channels._http import post_send
 from services.notifications.contracts.sandbox import SMS_SIGNATURE_HEADER
 
 RECEIPT_STATUSES: dict[str, str] = {
@@ -135,16 +136,8 @@ class HttpSms:
         form = {"To": to, "From": self.sender, "Body": body}
         if self.status_callback_url:
             form["StatusCallback"] = self.status_callback_url
-        try:
-            response = self._client.post(path, data=form, auth=self._auth,
-                                         headers={"Idempotency-Key": idempotency_key})
-        except httpx.TransportError as exc:  # refused, reset, timed out: the outcome is unknown
-            raise ChannelError(f"SMS provider unreachable: {type(exc).__name__}: {exc}",
-                               code="provider_unavailable", retryable=True) from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            _, message = _error(response)
-            raise ChannelError(f"SMS provider unavailable: HTTP {response.status_code} {message}",
-                               code="provider_unavailable", retryable=True)
+        response = post_send(self._client, path, idempotency_key, "SMS provider", lambda r: _error(r)[1],
+                              data=form, auth=self._auth)
         if response.status_code >= 400:
             code, message = _error(response)
             if response.status_code in (401, 403):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from services.notifications.channels import ChannelError, Inbound, Receipt, Sent, WhatsAppSender
+from services.notifications.channels._http import post_send
 from services.notifications.contracts.sandbox import WHATSAPP_REENGAGEMENT_ERROR, WHATSAPP_SIGNATURE_HEADER
 
 API_VERSION = "v19.0"
@@ -128,15 +129,7 @@ class HttpWhatsApp:
             raise ValueError("a WhatsApp message needs an idempotency key")
         path = f"/{API_VERSION}/{self.phone_number_id}/messages"
         body = {"messaging_product": "whatsapp", "recipient_type": "individual", **message}
-        try:
-            response = self._client.post(path, json=body, headers={"Idempotency-Key": idempotency_key})
-        except httpx.TransportError as exc:
-            raise ChannelError(f"WhatsApp unreachable: {type(exc).__name__}: {exc}", code="provider_unavailable",
-                               retryable=True) from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            _, text = _error(response)
-            raise ChannelError(f"WhatsApp unavailable: HTTP {response.status_code} {text}",
-                               code="provider_unavailable", retryable=True)
+        response = post_send(self._client, path, idempotency_key, "WhatsApp", lambda r: _error(r)[1], json=body)
         if response.status_code >= 400:
             code, text = _error(response)
             if code == WHATSAPP_REENGAGEMENT_ERROR:
