@@ -18,9 +18,17 @@ The rest of the queue keeps flowing meanwhile: a failing message waits in a dela
 than handling an event, so the entrypoint gathers up to ``batch_size`` deliveries (the prefetch allows two
 batches), or what arrived within ``batch_wait`` seconds of the first, and runs ONE worker for them:
 ``handler(self, [(envelope, data), ...])``, which handles them in one transaction (``shared.inbox.
-process_batch``). Each message is acked only after that transaction committed. If the batch raises, it was
-rolled back, and every message of it is handled again alone (a batch of one), so a poison message takes the
-retry/dead-letter path above by itself while its batch-mates succeed on that second try.
+process_batch``). Each message is acked only after that transaction committed.
+
+At most ``concurrency`` batches (default 1) of one subscriber run at a time in a process; while they run, the
+next batch keeps filling and goes the moment a slot frees. So under load batches grow towards ``batch_size``
+(fewer, larger transactions) instead of many small batches racing for the same rows: concurrent batches of
+one queue touch the same hot rows (an order's stream, a SKU's stock, the alert sequence) and measured mostly
+waiting on each other's row and advisory locks. More throughput comes from more processes (``oms run -p``).
+
+If the batch raises, it was rolled back, and every message of it is handled again alone (a batch of one), so a
+poison message takes the retry/dead-letter path above by itself while its batch-mates succeed on that second
+try.
 """
 
 from __future__ import annotations
@@ -105,6 +113,7 @@ class EventSubscriber(Entrypoint):
         *,
         batch_size: int | None = None,
         batch_wait: float = DEFAULT_BATCH_WAIT,
+        concurrency: int = 1,
         **kwargs: Any,
     ) -> None:
         self.name = name
@@ -113,6 +122,10 @@ class EventSubscriber(Entrypoint):
             raise ValueError("batch_size must be at least 1")
         self.batch_size = batch_size
         self.batch_wait = batch_wait
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self._running = 0  # batches dispatched and not finished (green threads: no lock needed)
         self._pending: list[Any] = []
         self._round = 0
         self._publisher: ConfirmedPublisher | None = None
@@ -129,8 +142,8 @@ class EventSubscriber(Entrypoint):
 
     @property
     def prefetch_count(self) -> int:
-        # Two batches' worth: the next batch fills while one is being handled.
-        return 2 * self.batch_size if self.batch_size is not None else 0
+        # The running batches' worth and one more: the next batch fills while they are being handled.
+        return (self.concurrency + 1) * self.batch_size if self.batch_size is not None else 0
 
     def setup(self) -> None:
         self.queue = Queue(self.subscription.queue, no_declare=True)
@@ -173,9 +186,11 @@ class EventSubscriber(Entrypoint):
 
     def collect(self, message: Any) -> None:
         """Called for each delivery, in the consumer's thread: the batch goes when full or ``batch_wait`` after
-        its first message, whichever comes first."""
+        its first message, whichever comes first, if a slot is free; otherwise when a running batch finishes."""
         assert self.batch_size is not None
         self._pending.append(message)
+        if self._running >= self.concurrency:
+            return
         if len(self._pending) >= self.batch_size:
             self._dispatch()
         elif len(self._pending) == 1:
@@ -183,13 +198,21 @@ class EventSubscriber(Entrypoint):
 
     def _dispatch_after(self, round_: int) -> None:
         time.sleep(self.batch_wait)  # green under eventlet
-        if round_ == self._round and self._pending:
+        if round_ == self._round and self._pending and self._running < self.concurrency:
             self._dispatch()
 
     def _dispatch(self) -> None:
-        messages, self._pending = self._pending, []
+        assert self.batch_size is not None
+        messages, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
         self._round += 1
+        self._running += 1
         self.container.spawn_managed_thread(partial(self._start_batch, messages))
+
+    def _finished(self) -> None:
+        """A batch's slot is free: what gathered meanwhile goes now (it has waited a batch's time already)."""
+        self._running -= 1
+        while self._pending and self._running < self.concurrency:
+            self._dispatch()
 
     def _start_batch(self, messages: list[Any]) -> None:
         items: list[Item] = []
@@ -201,22 +224,35 @@ class EventSubscriber(Entrypoint):
                 self._settle(message, exc, permanent=True)
         if items:
             self._spawn_batch(items)
+        else:
+            self._finished()
 
-    def _spawn_batch(self, items: list[Item]) -> None:
+    def _spawn_batch(self, items: list[Item], *, slot: bool = True) -> None:
+        """``slot``: this batch holds one of the ``concurrency`` slots (not the singles of a failed batch)."""
         first = items[0][1]
         context = {"correlation_id": first.correlationid, "event_id": str(first.id)}
         try:
             self.container.spawn_worker(
                 self, ([(env, data) for _, env, data in items],), {}, context_data=context,
-                handle_result=partial(self._handle_batch_result, items),
+                handle_result=partial(self._handle_batch_result, items, slot),
             )
         except Exception:  # noqa: BLE001 - container is being killed: give the messages back
             for message, _, _ in items:
                 self.queue_consumer.requeue_message(message)
+            if slot:
+                self._running -= 1
 
     def _handle_batch_result(
-        self, items: list[Item], worker_ctx: Any, result: Any = None, exc_info: Any = None
+        self, items: list[Item], slot: bool, worker_ctx: Any, result: Any = None, exc_info: Any = None
     ) -> Any:
+        try:
+            self._settle_batch(items, exc_info)
+        finally:
+            if slot:
+                self._finished()
+        return result, exc_info
+
+    def _settle_batch(self, items: list[Item], exc_info: Any) -> None:
         if exc_info is None:
             BATCH_SIZES.labels(self.subscription.queue).observe(len(items))
             self._acknowledge(items)
@@ -230,11 +266,10 @@ class EventSubscriber(Entrypoint):
                         exc_info[1])
             HANDLED.labels(self.subscription.queue, "batch_split").inc()
             self.container.spawn_managed_thread(partial(self._split, items))
-        return result, exc_info
 
     def _split(self, items: list[Item]) -> None:
         for item in items:
-            self._spawn_batch([item])
+            self._spawn_batch([item], slot=False)
 
     def _acknowledge(self, items: Sequence[Item]) -> None:
         """After the handler's transaction committed: ack, count, and measure how late each event was."""

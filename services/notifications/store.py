@@ -22,17 +22,17 @@ MESSAGE_COLUMNS = (
 
 
 # ------------------------------------------------------------------------------------------------ order copies
-def insert_order(tx: Tx, row: dict[str, Any]) -> bool:
-    """The order's copy from order.placed; False when it was there already."""
-    cur = tx.execute(
+def insert_order(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The order's copy from order.placed, as stored; None when it was there already."""
+    found: dict[str, Any] | None = tx.execute(
         "INSERT INTO order_copies (order_id, number, test, channel, stage, customer, address, currency, total, items,"
         " placed_at) VALUES (%(order_id)s, %(number)s, %(test)s, %(channel)s, %(stage)s, %(customer)s::jsonb,"
         " %(address)s::jsonb, %(currency)s, %(total)s, %(items)s::jsonb, %(placed_at)s)"
-        " ON CONFLICT (order_id) DO NOTHING",
+        " ON CONFLICT (order_id) DO NOTHING RETURNING *",
         {**row, "customer": json.dumps(row["customer"]), "items": json.dumps(row["items"]),
          "address": json.dumps(row["address"]) if row.get("address") is not None else None},
-    )
-    return cur.rowcount == 1
+    ).fetchone()
+    return found
 
 
 _ORDER_FIELDS = {"stage": "%s", "customer": "%s::jsonb", "address": "%s::jsonb", "language": "%s"}
@@ -159,6 +159,17 @@ def add_history(tx: Tx, message_id: UUID | str, from_status: str | None, status:
     tx.execute(
         "INSERT INTO message_history (message_id, from_status, status, reason, source, at)"
         " VALUES (%s, %s, %s, %s, %s, %s)", (message_id, from_status, status, reason, source, at))
+
+
+def add_histories(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> None:
+    """``add_history`` for many rows (message_id, from_status, status, reason, source, at), one statement."""
+    if rows:
+        cols = list(zip(*rows, strict=True))
+        tx.execute(
+            "INSERT INTO message_history (message_id, from_status, status, reason, source, at)"
+            " SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])",
+            [list(c) for c in cols],
+        )
 
 
 def history_of(tx: Tx, ids: Sequence[UUID]) -> dict[UUID, list[dict[str, Any]]]:

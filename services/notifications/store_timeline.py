@@ -15,6 +15,9 @@ Tx = psycopg.Connection[Any]
 
 
 # ------------------------------------------------------------------------------------------------ alerts
+ALERTS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))"
+
+
 def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One alert; None if this event raised this kind already (a redelivery). ``row``: kind, order_id, number,
     test, title, text, at, event_id (None for alerts the service raises itself).
@@ -22,8 +25,9 @@ def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
     Alert ids are the live stream's event ids, and a client resumes "after id N": so ids must become visible
     in id order. A sequence alone does not give that (a transaction that took id 41 may commit after one that
     took 42, and a client that saw 42 would never see 41). The transaction-scoped lock taken before the id
-    is drawn makes alert-writing transactions take ids and commit one after the other."""
-    tx.execute("SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))")
+    is drawn makes alert-writing transactions take ids and commit one after the other: so take it as late in
+    the transaction as possible (``insert_alerts`` at the end of a batch)."""
+    tx.execute(ALERTS_LOCK)
     found = tx.execute(
         "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
         " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"
@@ -32,6 +36,28 @@ def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
         dict(row),
     ).fetchone()
     return dict(found) if found else None
+
+
+def insert_alerts(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
+    """Many alerts (``insert_alert``'s rows) with the lock and three statements: each row's id, or None for a
+    row its event raised already. Ids are drawn first, in the rows' order, so each row knows its own."""
+    if not rows:
+        return []
+    tx.execute(ALERTS_LOCK)
+    ids = [r["id"] for r in tx.execute(
+        "SELECT nextval(pg_get_serial_sequence('alerts', 'id')) AS id FROM generate_series(1, %s) ORDER BY 1",
+        (len(rows),), prepare=False,
+    ).fetchall()]
+    inserted = {r["id"] for r in tx.execute(
+        "INSERT INTO alerts (id, kind, order_id, number, test, title, text, at, event_id)"
+        " SELECT * FROM unnest(%s::bigint[], %s::text[], %s::uuid[], %s::bigint[], %s::boolean[], %s::text[],"
+        "                      %s::text[], %s::timestamptz[], %s::uuid[])"
+        " ON CONFLICT (event_id, kind) DO NOTHING RETURNING id",
+        (ids, [r["kind"] for r in rows], [r["order_id"] for r in rows], [r["number"] for r in rows],
+         [bool(r["test"]) for r in rows], [r["title"] for r in rows], [r["text"] for r in rows],
+         [r["at"] for r in rows], [r["event_id"] for r in rows]),
+    ).fetchall()}
+    return [i if i in inserted else None for i in ids]
 
 
 def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
@@ -53,13 +79,24 @@ def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int)
 # ------------------------------------------------------------------------------------------------ timeline
 def insert_entry(tx: Tx, row: Mapping[str, Any]) -> bool:
     """One timeline entry per event; False if the event was recorded already."""
+    return insert_entries(tx, [row]) == 1
+
+
+def insert_entries(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> int:
+    """A batch's entries with one statement (an event recorded already is skipped); how many were new."""
+    if not rows:
+        return 0
     cur = tx.execute(
         "INSERT INTO timeline_entries (event_id, order_id, source, kind, sequence, at, summary, actor, data)"
-        " VALUES (%(event_id)s, %(order_id)s, %(source)s, %(kind)s, %(sequence)s, %(at)s, %(summary)s, %(actor)s,"
-        " %(data)s) ON CONFLICT (event_id) DO NOTHING",
-        {**row, "actor": Jsonb(row["actor"]) if row.get("actor") is not None else None, "data": Jsonb(row["data"])},
+        " SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[], %s::bigint[], %s::timestamptz[],"
+        "                      %s::text[], %s::jsonb[], %s::jsonb[])"
+        " ON CONFLICT (event_id) DO NOTHING",
+        ([r["event_id"] for r in rows], [r["order_id"] for r in rows], [r["source"] for r in rows],
+         [r["kind"] for r in rows], [r["sequence"] for r in rows], [r["at"] for r in rows],
+         [r["summary"] for r in rows], [Jsonb(r["actor"]) if r.get("actor") is not None else None for r in rows],
+         [Jsonb(r["data"]) for r in rows]),
     )
-    return cur.rowcount == 1
+    return cur.rowcount
 
 
 def entries(tx: Tx, order_id: UUID) -> list[dict[str, Any]]:

@@ -98,6 +98,8 @@ def _apply_batched(tx: psycopg.Connection[Any], consumer: str, env: Envelope) ->
         raise PermanentError("this note can never be handled")
     if text == "fail-always":
         raise RuntimeError("the handler is broken for this event")
+    if text == "slow":
+        tx.execute("SELECT pg_sleep(2.5)")  # a batch that takes long: what arrives meanwhile must wait for it
     if text == "die" and not _switch(tx, "alive"):
         os._exit(1)  # the process dies between applying and committing: nothing of its batch may be acked
     tx.execute(

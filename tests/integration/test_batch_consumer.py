@@ -225,3 +225,25 @@ def test_a_batch_whose_commit_fails_is_acked_for_none_and_its_events_apply_once(
     assert sorted(tries(probe_db, ok.id)) == [1, 2]  # the failed batch of two, then alone
     assert len(tries(probe_db, trap.id)) >= 3  # the batch, alone (commit failed again), then a retry
     assert dead_letter(servers, str(trap.id)) is None
+
+
+def test_while_a_batch_runs_the_events_arriving_meanwhile_wait_and_go_together(
+    batchprobe: int, probe_db: Any, servers: Servers
+) -> None:
+    """One batch at a time per subscriber: events that trickle in during a slow batch are not sent off in many
+    small concurrent batches (each racing the others for the same rows) but as one batch once it is done."""
+    slow_subject, subject = str(uuid.uuid4()), str(uuid.uuid4())
+    slow = counted(slow_subject, 1, "slow")
+    publish_events(servers.amqp_url, [slow])
+    wait_for(lambda: tries(probe_db, slow.id), what="the slow batch to start")
+    trickle = [counted(subject, n, f"trickle {n}") for n in range(1, 31)]
+    for i in range(0, 30, 3):  # 10 deliveries over ~1 s, each apart by more than the probe's batch wait
+        publish_events(servers.amqp_url, trickle[i:i + 3])
+        time.sleep(0.1)
+    wait_for(lambda: len(effects(probe_db, subject)) >= 30, what="the trickled events")
+    sizes = sorted({tries(probe_db, e.id)[0] for e in trickle})
+    assert [e["sequence"] for e in effects(probe_db, subject)] == list(range(1, 31))
+    assert len(effects(probe_db, slow_subject)) == 1
+    # Published while the slow batch held the subscriber's only slot: they went in one batch when it finished
+    # (perhaps a small first one, if a delivery beat the slow batch's dispatch), not ten.
+    assert max(sizes) >= 25, sizes

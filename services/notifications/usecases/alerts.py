@@ -21,7 +21,9 @@ page shows a delivery status turn live. It is an alert row and an event, never a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -182,21 +184,78 @@ def message_status(message: Any, recipient: str, from_status: str | None, status
 
 
 # ------------------------------------------------------------------------------------------------ raising
+@dataclass(frozen=True)
+class _Raised:
+    alert: Alert
+    row: dict[str, Any]
+    subject: str
+    causation: str | None
+
+
+# Alerts raised inside ``buffered``, per transaction (keyed by the connection: concurrent green threads never mix).
+_buffers: weakref.WeakKeyDictionary[Tx, list[_Raised]] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def buffered(tx: Tx) -> Iterator[None]:
+    """Collect the alerts this transaction raises and write them at the end of the block, all at once.
+
+    Writing an alert takes the lock that keeps alert ids in commit order (``store_timeline.insert_alert``), and
+    holds it until the commit: raised at the start of a batch, it made every other alert-writing transaction
+    (the other consumers, the sender) wait for the whole batch. Leave this block just before the commit, inside
+    ``outbox.buffered`` so the ``alert_raised`` events are written with the batch's others."""
+    if tx in _buffers:
+        yield
+        return
+    pending: list[_Raised] = []
+    _buffers[tx] = pending
+    try:
+        yield
+        del _buffers[tx]
+        ids = store.insert_alerts(tx, [p.row for p in pending])
+        for p, alert_id in zip(pending, ids, strict=True):
+            if alert_id is not None:
+                _announce(tx, p, alert_id)
+    finally:
+        _buffers.pop(tx, None)
+
+
+STREAM_ONLY: frozenset[AlertKind] = frozenset({AlertKind.message_status})
+"""Alert kinds written for the live stream but not announced as ``notification.alert_raised.v1``: each message
+status is already its own ``notification.message_status_changed.v1``, and repeating it doubled the events a
+placed order makes notifications publish (two messages, each queued, sent and delivered)."""
+
+
+def _announce(tx: Tx, raised: _Raised, alert_id: int) -> None:
+    r, alert = raised.row, raised.alert
+    if alert.kind in STREAM_ONLY:
+        return
+    outbox.emit(tx, SERVICE, AlertRaised(alert_id=alert_id, kind=alert.kind, order_id=r["order_id"],
+                                         number=r["number"], test=r["test"], title=alert.title, text=alert.text,
+                                         at=r["at"]),
+                subject=raised.subject, correlation_id=raised.subject,
+                causation_id=raised.causation or f"alert:{alert_id}")
+
+
 def raise_alert(tx: Tx, alert: Alert, *, order_id: UUID | str | None = None, number: int | None = None,
                 test: bool = False, at: datetime | None = None, event_id: UUID | None = None,
                 causation: str | None = None) -> int | None:
-    """Record the alert and announce it (``notification.alert_raised.v1``, same transaction). Returns its id,
-    or None when ``event_id`` raised this kind already."""
+    """Record the alert and announce it (``notification.alert_raised.v1``, same transaction, but for the
+    ``STREAM_ONLY`` kinds). Returns its id,
+    or None when ``event_id`` raised this kind already, or when it waits for the end of a ``buffered`` block."""
     when = at or datetime.now(UTC)
-    row = store.insert_alert(tx, {"kind": alert.kind.value, "order_id": order_id, "number": number, "test": test,
-                                  "title": alert.title, "text": alert.text, "at": when, "event_id": event_id})
-    if row is None:
+    row = {"kind": alert.kind.value, "order_id": order_id, "number": number, "test": test,
+           "title": alert.title, "text": alert.text, "at": when, "event_id": event_id}
+    raised = _Raised(alert, row, str(order_id) if order_id is not None else STORE_SUBJECT, causation)
+    pending = _buffers.get(tx)
+    if pending is not None:
+        pending.append(raised)
         return None
-    subject = str(order_id) if order_id is not None else STORE_SUBJECT
-    outbox.emit(tx, SERVICE, AlertRaised(alert_id=row["id"], kind=alert.kind, order_id=order_id, number=number,
-                                         test=test, title=alert.title, text=alert.text, at=when),
-                subject=subject, correlation_id=subject, causation_id=causation or f"alert:{row['id']}")
-    return int(row["id"])
+    found = store.insert_alert(tx, row)
+    if found is None:
+        return None
+    _announce(tx, raised, int(found["id"]))
+    return int(found["id"])
 
 
 def raise_alerts(tx: Tx, env: Envelope, data: EventModel) -> list[int]:

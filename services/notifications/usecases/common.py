@@ -4,6 +4,7 @@ message's status (history + ``notification.message_status_changed.v1``), staff a
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from services.notifications.channels import EmailSender, SmsSender, WhatsAppSend
 from services.notifications.contracts import events as ev
 from services.notifications.contracts.vocabulary import MessageChannel, MessageStatus
 from services.notifications.settings import NotificationSettings
+from services.notifications.usecases.alerts import buffered as alerts_buffered
 from services.notifications.usecases.alerts import message_status, raise_alert
 from shared import outbox
 from shared.db import Database
@@ -61,9 +63,42 @@ def read(db: Database) -> Iterator[Tx]:
                 conn.autocommit = False
 
 
+# What a consumer's batch transaction keeps until its end (``batch_writes``), keyed by the connection.
+@dataclass
+class _Batch:
+    history: list[tuple[Any, ...]]
+    prefs: domain.Preferences | None = None
+
+
+_batches: weakref.WeakKeyDictionary[Tx, _Batch] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def batch_writes(tx: Tx) -> Iterator[None]:
+    """The end of a consumer batch's transaction: the store's settings are read once for the batch, and the
+    message history rows and the staff alerts (``alerts.buffered``) it makes are written at the end, a statement
+    for each kind instead of one per row. Enter inside ``outbox.buffered``, so the events go with the batch's."""
+    if tx in _batches:
+        yield
+        return
+    batch = _Batch(history=[])
+    _batches[tx] = batch
+    try:
+        with alerts_buffered(tx):
+            yield
+            store.add_histories(tx, batch.history)
+    finally:
+        _batches.pop(tx, None)
+
+
 def preferences(tx: Tx, settings: NotificationSettings) -> domain.Preferences:
     """The store's settings as they are now (read at each batch and each send: a change is effective at once)."""
-    return store.load_preferences(tx)[0]
+    batch = _batches.get(tx)
+    if batch is None:
+        return store.load_preferences(tx)[0]
+    if batch.prefs is None:
+        batch.prefs = store.load_preferences(tx)[0]
+    return batch.prefs
 
 
 def store_email(prefs: domain.Preferences, settings: NotificationSettings) -> str:
@@ -82,7 +117,11 @@ def announce(tx: Tx, message: dict[str, Any], from_status: str | None, status: s
              at: datetime, source: str) -> None:
     """A status the message took: its history row, ``notification.message_status_changed.v1`` and, for a
     message about an order, a ``message_status`` staff alert (the order page shows it live; no one is e-mailed)."""
-    store.add_history(tx, message["id"], from_status, status, reason, source, at)
+    batch = _batches.get(tx)
+    if batch is None:
+        store.add_history(tx, message["id"], from_status, status, reason, source, at)
+    else:
+        batch.history.append((message["id"], from_status, status, reason, source, at))
     subject = subject_of(message)
     if message.get("order_id"):
         raise_alert(tx, message_status(message, domain.mask(message["recipient"]), from_status, status, reason),

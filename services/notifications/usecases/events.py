@@ -24,6 +24,7 @@ from services.notifications.settings import NotificationSettings
 from services.notifications.usecases.common import (
     Tx,
     announce,
+    batch_writes,
     log,
     now,
     preferences,
@@ -33,7 +34,7 @@ from services.notifications.usecases.common import (
 from services.notifications.usecases.context import kind_context, order_context
 from services.orders.contracts import events as order_events
 from services.payments.contracts import events as payment_events
-from shared import inbox
+from shared import inbox, outbox
 from shared.db import Database
 from shared.envelope import Envelope
 
@@ -82,8 +83,10 @@ def new_message(tx: Tx, event_id: str | None, kind: str, r: domain.Route, langua
     return row
 
 
-def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.EventFacts) -> None:
-    order = store.get_order(tx, env.data["order_id"])
+def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.EventFacts,
+           order: Mapping[str, Any] | None = None) -> None:
+    """The messages an event calls for. ``order``: the copy, when the caller has just written it."""
+    order = order or store.get_order(tx, env.data["order_id"])
     if order is None:
         log.warning("%s for order %s, which notifications never saw placed; nothing sent", env.type,
                     env.data.get("order_id"))
@@ -96,7 +99,7 @@ def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.
 # ------------------------------------------------------------------------------------------------ orders
 def order_placed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
     d = order_events.OrderPlaced.model_validate(env.data)
-    store.insert_order(tx, {
+    copy = store.insert_order(tx, {
         "order_id": d.order_id, "number": d.number, "test": d.test, "channel": d.channel.value,
         "stage": d.stage.value, "customer": d.customer.model_dump(mode="json"),
         "address": d.shipping_address.model_dump(mode="json") if d.shipping_address else None,
@@ -104,7 +107,7 @@ def order_placed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
         "items": [{"sku": i.sku, "name": i.name, "quantity": i.quantity, "line_total": str(i.line_total)}
                   for i in d.items],
     })
-    notify(tx, settings, env, domain.EventFacts(env.type))
+    notify(tx, settings, env, domain.EventFacts(env.type), copy)
 
 
 def stage_changed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
@@ -173,4 +176,5 @@ def handle_events(db: Database, settings: NotificationSettings, source: str, eve
         if handler is not None:
             handler(tx, settings, env)
 
-    return inbox.process_batch(db, f"notifications.{source}", events, apply, types=tuple(sorted(handlers)))
+    with db.transaction() as tx, outbox.buffered(tx), batch_writes(tx):
+        return inbox.process_batch_in(tx, f"notifications.{source}", events, apply, types=tuple(sorted(handlers)))

@@ -95,20 +95,30 @@ def send_due(db: Database, channels: Channels, settings: NotificationSettings, *
     at = at or now()
     with db.transaction() as tx:
         rows = store.claim_due(tx, at, at + timedelta(seconds=settings.notify_claim_timeout), limit)
+    found: dict[tuple[str, str, str], TemplateIn] = {}  # templates read once per round, not once per message
     for row in rows:
         try:
-            send_one(db, channels, settings, row, at=at, templates=templates, jitter=jitter)
+            send_one(db, channels, settings, row, at=at, templates=templates, jitter=jitter, found=found)
         except Exception:  # noqa: BLE001 - one bad row must not stop the others; its claim runs out, it is retried
             log.exception("sending message %s failed unexpectedly", row["id"])
     return len(rows)
 
 
 def send_one(db: Database, channels: Channels, settings: NotificationSettings, row: dict[str, Any], *,
-             at: datetime, templates: Templates = TEMPLATES, jitter: Callable[[], float] = random.random) -> None:
+             at: datetime, templates: Templates = TEMPLATES, jitter: Callable[[], float] = random.random,
+             found: dict[tuple[str, str, str], TemplateIn] | None = None) -> None:
+    """Render, send and record one message. ``found``: the templates this round has read already."""
+    found = {} if found is None else found
+    key = (row["kind"], row["channel"], row["language"])
     try:
-        with db.transaction() as tx:
-            template = template_for(tx, templates, row["kind"], row["channel"], row["language"])
-            last_inbound = store.last_inbound(tx, row["recipient"]) if row["channel"] == "whatsapp" else None
+        last_inbound = None
+        if key not in found or row["channel"] == "whatsapp":
+            with db.transaction() as tx:
+                if key not in found:
+                    found[key] = template_for(tx, templates, *key)
+                if row["channel"] == "whatsapp":
+                    last_inbound = store.last_inbound(tx, row["recipient"])
+        template = found[key]
         rendered = test_prefix(templates.render(template, dict(row["context"])), row["test"])
     except (KeyError, templating.RenderError) as exc:  # no template, or it does not fit: cannot get better
         record_failure(db, settings, row, ChannelError(f"template: {exc}", code="template"), at=at, jitter=jitter,

@@ -1,11 +1,11 @@
 """The order timeline: the order's whole story across services, in order, with actor and time for each entry.
 
-Notifications subscribes, once per source service, to EVERY event type of orders, payments and fulfillment
-(their contracts' event lists) and keeps one entry per event (unique by event id): time, source, kind (the
-event type), a one-line summary in the merchant's words (``SUMMARIES``: a handler table with one row per event
-type of the three contracts), the actor and a small data dict. The same batch raises the staff alerts the
-event calls for (``usecases.alerts``), in the same transaction, through the inbox (each event once, in
-per-order order).
+Notifications subscribes, once per source service, to every event type of orders, payments and fulfillment
+(their contracts' event lists) but the SKU's stock changes (``NOT_ON_TIMELINE``), and keeps one entry per
+event (unique by event id): time, source, kind (the event type), a one-line summary in the merchant's words
+(``SUMMARIES``: a handler table with one row per event type of the three contracts), the actor and a small
+data dict. The same batch raises the staff alerts the event calls for (``usecases.alerts``), in the same
+transaction, through the inbox (each event once, in per-order order).
 
 ``timeline(order_id)`` returns the entries in time order; entries of the same instant keep their source's
 per-order sequence. Merged in: every message of the order and each status it took (``messages`` and
@@ -29,12 +29,13 @@ from services.notifications.contracts.schemas import Timeline, TimelineEntry
 from services.notifications.contracts.vocabulary import KIND_BY_NAME
 from services.notifications.domain import mask
 from services.notifications.usecases.alerts import ALERT_RULES, money, raise_alerts, stage, who, words
+from services.notifications.usecases.alerts import buffered as alerts_buffered
 from services.orders.contracts import events as oev
 from services.orders.contracts.events import ORDER_EVENTS
 from services.orders.contracts.schemas import Actor
 from services.payments.contracts import events as pev
 from services.payments.contracts.events import PAYMENT_EVENTS
-from shared import inbox
+from shared import inbox, outbox
 from shared.catalog import parse_data
 from shared.db import Database
 from shared.envelope import Envelope, EventModel
@@ -229,12 +230,6 @@ def return_recorded(d: fev.ReturnRecorded) -> Told:
             {"return_id": str(d.return_id), "lines": len(d.lines)})
 
 
-def stock_changed(d: fev.StockChanged) -> Told:
-    return (f"Stock of {d.sku} at {d.location}: {d.delta_on_hand:+d} on hand, {d.delta_reserved:+d} reserved"
-            f" ({d.available} available; {words(d.reason)})",
-            {"sku": d.sku, "location": d.location, "available": d.available})
-
-
 SUMMARIES: dict[str, Callable[[Any], Told]] = {
     oev.OrderPlaced.event_type: order_placed,
     oev.OrderStageChanged.event_type: stage_changed,
@@ -262,16 +257,22 @@ SUMMARIES: dict[str, Callable[[Any], Told]] = {
     fev.ShipmentEdited.event_type: shipment_edited,
     fev.LabelVoidFailed.event_type: label_void_failed,
     fev.ReturnRecorded.event_type: return_recorded,
-    fev.StockChanged.event_type: stock_changed,
 }
-"""Event type -> its one-line summary and data: a row for every event type of the three contracts."""
+"""Event type -> its one-line summary and data: a row for every event type of the three contracts the
+timeline takes."""
+
+NOT_ON_TIMELINE: dict[str, str] = {
+    fev.StockChanged.event_type: "its subject is a SKU, not an order: a stock level, three per placed order, whose "
+                                 "order side stock_reserved, stock_released and return_recorded already tell; "
+                                 "ordered per SKU, it would also hold an order's story up behind the SKU's stream",
+}
+"""Event types of the three contracts the timeline does not take, each with the reason."""
 
 STORY_EVENT_TYPES: dict[str, tuple[str, ...]] = {
-    "orders": tuple(e.event_type for e in ORDER_EVENTS),
-    "payments": tuple(e.event_type for e in PAYMENT_EVENTS),
-    "fulfillment": tuple(e.event_type for e in FULFILLMENT_EVENTS),
+    source: tuple(e.event_type for e in events if e.event_type not in NOT_ON_TIMELINE)
+    for source, events in (("orders", ORDER_EVENTS), ("payments", PAYMENT_EVENTS), ("fulfillment", FULFILLMENT_EVENTS))
 }
-"""What the timeline subscribes to, per source service: every type its contract lists."""
+"""What the timeline subscribes to, per source service: every type its contract lists but ``NOT_ON_TIMELINE``."""
 
 
 def _check() -> None:
@@ -305,18 +306,30 @@ def entry_of(env: Envelope, data: EventModel) -> dict[str, Any] | None:
             "data": {k: v for k, v in small.items() if v is not None}}
 
 
-def apply_story_event(tx: Tx, env: Envelope) -> None:
-    """One event of the order's story: its timeline entry and the alerts it raises."""
+def apply_story_event(tx: Tx, env: Envelope, entries: list[dict[str, Any]] | None = None) -> None:
+    """One event of the order's story: its timeline entry (added to ``entries`` to be written with the batch's
+    others, or written now) and the alerts it raises."""
     data = parse_data(env)
     row = entry_of(env, data)
     if row is not None:
-        store.insert_entry(tx, row)
+        if entries is None:
+            store.insert_entry(tx, row)
+        else:
+            entries.append(row)
     raise_alerts(tx, env, data)
 
 
 def handle_story_events(db: Database, source: str, events: Sequence[Envelope]) -> list[inbox.Outcome]:
-    """A batch from one source service, in one transaction: each event once, in per-order order."""
-    return inbox.process_batch(db, consumer(source), events, apply_story_event, types=STORY_EVENT_TYPES[source])
+    """A batch from one source service, in one transaction: each event once, in per-order order. The entries
+    are written with one statement and the alerts at the very end (``alerts.buffered``: their lock is held from
+    then to the commit only)."""
+    entries: list[dict[str, Any]] = []
+    with db.transaction() as tx, outbox.buffered(tx), alerts_buffered(tx):
+        outcomes = inbox.process_batch_in(tx, consumer(source), events,
+                                          lambda tx, env: apply_story_event(tx, env, entries),
+                                          types=STORY_EVENT_TYPES[source])
+        store.insert_entries(tx, entries)
+    return outcomes
 
 
 # ------------------------------------------------------------------------------------------------ messages
