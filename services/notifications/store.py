@@ -35,6 +35,27 @@ def insert_order(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
     return found
 
 
+def insert_orders(tx: Tx, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``insert_order`` for many, in one pipelined round trip: the copies written (not those there already)."""
+    if not rows:
+        return []
+    cur = tx.cursor()
+    cur.executemany(
+        "INSERT INTO order_copies (order_id, number, test, channel, stage, customer, address, currency, total, items,"
+        " placed_at) VALUES (%(order_id)s, %(number)s, %(test)s, %(channel)s, %(stage)s, %(customer)s::jsonb,"
+        " %(address)s::jsonb, %(currency)s, %(total)s, %(items)s::jsonb, %(placed_at)s)"
+        " ON CONFLICT (order_id) DO NOTHING RETURNING *",
+        [{**row, "customer": json.dumps(row["customer"]), "items": json.dumps(row["items"]),
+          "address": json.dumps(row["address"]) if row.get("address") is not None else None} for row in rows],
+        returning=True,
+    )
+    written = []
+    while True:
+        written.extend(cur.fetchall())
+        if not cur.nextset():
+            return written
+
+
 _ORDER_FIELDS = {"stage": "%s", "customer": "%s::jsonb", "address": "%s::jsonb", "language": "%s"}
 
 
@@ -99,15 +120,32 @@ def normal_phone(phone: str) -> str:
 # ------------------------------------------------------------------------------------------------ messages
 def insert_message(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
     """A new message (queued); None when the (event, kind, channel, recipient) already has one."""
-    values = {**{c: row.get(c) for c in MESSAGE_COLUMNS}, "context": json.dumps(row["context"], default=str)}
-    values["status"] = values["status"] or "queued"
-    values["attempts"] = values["attempts"] or 0
+    values = _message_values(row)
     cols = ", ".join(MESSAGE_COLUMNS)
     params = ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
     inserted: dict[str, Any] | None = tx.execute(
         f"INSERT INTO messages ({cols}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING *", values,
     ).fetchone()
     return inserted
+
+
+def insert_messages(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    """``insert_message`` for many (a consumer batch's new messages), in one pipelined round trip."""
+    if not rows:
+        return
+    cols = ", ".join(MESSAGE_COLUMNS)
+    params = ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
+    tx.cursor().executemany(
+        f"INSERT INTO messages ({cols}) VALUES ({params}) ON CONFLICT DO NOTHING",
+        [_message_values(row) for row in rows],
+    )
+
+
+def _message_values(row: dict[str, Any]) -> dict[str, Any]:
+    values = {**{c: row.get(c) for c in MESSAGE_COLUMNS}, "context": json.dumps(row["context"], default=str)}
+    values["status"] = values["status"] or "queued"
+    values["attempts"] = values["attempts"] or 0
+    return values
 
 
 def get_message(tx: Tx, message_id: UUID | str, *, for_update: bool = False) -> dict[str, Any] | None:

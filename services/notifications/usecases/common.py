@@ -7,7 +7,7 @@ import logging
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,7 +66,9 @@ def read(db: Database) -> Iterator[Tx]:
 # What a consumer's batch transaction keeps until its end (``batch_writes``), keyed by the connection.
 @dataclass
 class _Batch:
-    history: list[tuple[Any, ...]]
+    history: list[tuple[Any, ...]] = field(default_factory=list)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    copies: dict[str, dict[str, Any]] = field(default_factory=dict)  # order copies written at the batch's start
     prefs: domain.Preferences | None = None
 
 
@@ -76,19 +78,30 @@ _batches: weakref.WeakKeyDictionary[Tx, _Batch] = weakref.WeakKeyDictionary()
 @contextmanager
 def batch_writes(tx: Tx) -> Iterator[None]:
     """The end of a consumer batch's transaction: the store's settings are read once for the batch, and the
-    message history rows and the staff alerts (``alerts.buffered``) it makes are written at the end, a statement
-    for each kind instead of one per row. Enter inside ``outbox.buffered``, so the events go with the batch's."""
+    new messages, their history rows and the staff alerts (``alerts.buffered``) it makes are written at the end,
+    a statement (or one pipelined round trip) for each kind instead of one per row. Enter inside
+    ``outbox.buffered``, so the events go with the batch's.
+
+    Only for consumers: the inbox has made sure each event is applied once, so a new message's row (keyed by
+    event, kind, channel and recipient) cannot exist yet and needs no answer from the database before it is
+    announced."""
     if tx in _batches:
         yield
         return
-    batch = _Batch(history=[])
+    batch = _Batch()
     _batches[tx] = batch
     try:
         with alerts_buffered(tx):
             yield
+            store.insert_messages(tx, batch.messages)
             store.add_histories(tx, batch.history)
     finally:
         _batches.pop(tx, None)
+
+
+def batch_of(tx: Tx) -> _Batch | None:
+    """The batch this transaction is writing (``batch_writes``), if any."""
+    return _batches.get(tx)
 
 
 def preferences(tx: Tx, settings: NotificationSettings) -> domain.Preferences:

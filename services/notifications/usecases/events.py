@@ -24,6 +24,7 @@ from services.notifications.settings import NotificationSettings
 from services.notifications.usecases.common import (
     Tx,
     announce,
+    batch_of,
     batch_writes,
     log,
     now,
@@ -72,12 +73,18 @@ def new_message(tx: Tx, event_id: str | None, kind: str, r: domain.Route, langua
                 context: Mapping[str, Any], fallback_of: Any) -> dict[str, Any] | None:
     key = domain.message_key(event_id or fallback_of, kind, r.channel.value, r.recipient)
     at = now()
-    row = store.insert_message(tx, {
+    new = {
         "id": key, "event_id": event_id, "kind": kind, "channel": r.channel.value, "recipient": r.recipient,
         "language": language, "order_id": order["order_id"], "number": order["number"], "test": order["test"],
         "redirected": r.redirected, "status": "queued", "idempotency_key": key, "attempts": 0,
         "next_attempt_at": at, "context": dict(context), "fallback_of": fallback_of,
-    })
+    }
+    batch = batch_of(tx)
+    if batch is not None and fallback_of is None:
+        batch.messages.append(new)  # written with the batch's others (``batch_writes``)
+        row: dict[str, Any] | None = new
+    else:
+        row = store.insert_message(tx, new)
     if row is not None:
         announce(tx, row, None, "queued", None, at, "event")
     return row
@@ -97,16 +104,33 @@ def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.
 
 
 # ------------------------------------------------------------------------------------------------ orders
-def order_placed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
+def order_copy(env: Envelope) -> dict[str, Any]:
+    """The row of the order's copy that ``order.placed`` carries."""
     d = order_events.OrderPlaced.model_validate(env.data)
-    copy = store.insert_order(tx, {
+    return {
         "order_id": d.order_id, "number": d.number, "test": d.test, "channel": d.channel.value,
         "stage": d.stage.value, "customer": d.customer.model_dump(mode="json"),
         "address": d.shipping_address.model_dump(mode="json") if d.shipping_address else None,
         "currency": d.currency, "total": d.totals.total, "placed_at": d.placed_at,
         "items": [{"sku": i.sku, "name": i.name, "quantity": i.quantity, "line_total": str(i.line_total)}
                   for i in d.items],
-    })
+    }
+
+
+def copy_placed_orders(tx: Tx, events: Sequence[Envelope]) -> None:
+    """A batch's new order copies, written before its events are applied, in one round trip. Harmless for an
+    event the inbox then skips (a duplicate): the copy of an order is written once, whoever comes first."""
+    batch = batch_of(tx)
+    placed = [order_copy(env) for env in events if env.type == order_events.OrderPlaced.event_type]
+    if batch is not None and placed:
+        batch.copies.update((str(c["order_id"]), c) for c in store.insert_orders(tx, placed))
+
+
+def order_placed(tx: Tx, settings: NotificationSettings, env: Envelope) -> None:
+    batch = batch_of(tx)
+    copy = batch.copies.get(str(env.data["order_id"])) if batch is not None else None
+    if copy is None:
+        copy = store.insert_order(tx, order_copy(env))
     notify(tx, settings, env, domain.EventFacts(env.type), copy)
 
 
@@ -177,4 +201,5 @@ def handle_events(db: Database, settings: NotificationSettings, source: str, eve
             handler(tx, settings, env)
 
     with db.transaction() as tx, outbox.buffered(tx), batch_writes(tx):
+        copy_placed_orders(tx, events)
         return inbox.process_batch_in(tx, f"notifications.{source}", events, apply, types=tuple(sorted(handlers)))
