@@ -48,6 +48,29 @@ def insert_order(tx: Tx, row: Mapping[str, Any]) -> bool:
     return cur.rowcount == 1
 
 
+def insert_orders(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> set[UUID]:
+    """``insert_order`` for many, in one pipelined round trip: the ids of the copies written (not those there
+    already)."""
+    if not rows:
+        return set()
+    cur = tx.cursor()
+    cur.executemany(
+        "INSERT INTO fulfillment_orders (order_id, number, test, stage, channel, currency, items, subtotal, shipping,"
+        " discount, tax, total, customer, address, payment_method, customer_note, placed_at)"
+        " VALUES (%(order_id)s, %(number)s, %(test)s, %(stage)s, %(channel)s, %(currency)s, %(items)s, %(subtotal)s,"
+        " %(shipping)s, %(discount)s, %(tax)s, %(total)s, %(customer)s, %(address)s, %(payment_method)s,"
+        " %(customer_note)s, %(placed_at)s) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
+        [{**row, "items": Jsonb(row["items"]), "customer": Jsonb(row["customer"]),
+          "address": Jsonb(row["address"]) if row.get("address") is not None else None} for row in rows],
+        returning=True,
+    )
+    written: set[UUID] = set()
+    while True:
+        written.update(r["order_id"] for r in cur.fetchall())
+        if not cur.nextset():
+            return written
+
+
 def order_row(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> dict[str, Any] | None:
     oid = as_uuid(order_id)
     if oid is None:

@@ -156,6 +156,27 @@ def test_a_batch_of_placements_reserves_each_order_whole_with_a_movement_and_an_
         {"line_id": "1", "sku": cap, "requested": 2, "available": 0}]
     assert [ln["reserved"] for ln in f.get_fulfillment(db, states["out_of_stock"].order_id)["lines"]] == [0]
 
+def test_in_one_batch_units_a_cancel_releases_go_to_a_later_order_and_a_redelivered_placement_changes_nothing(
+    db: Any, carrier: InMemoryCarrier
+) -> None:
+    """The batch locks its SKUs' levels once and plans every order on them: what an earlier event of the same
+    batch released (a cancel) is available to a later placement, and what an earlier placement took is not.
+    (The inbox applies a batch's orders in order-id order: the three orders are named in that order.)"""
+    lamp = sku("LAMP")
+    stock(db, lamp, 3)
+    a, b, c = sorted((OrderStream.place(place_order(lines=[(lamp, 2, "5.00")], shipping_address=ADDRESS),
+                                        number=int(uuid.uuid4().int % 900_000) + 1000) for _ in range(3)),
+                     key=lambda s: s.order_id)
+    deliver(db, carrier, a)
+    assert level(db, lamp) == (3, 2)
+    batch = [c.envelopes[0], b.envelopes[0], a.move(Stage.cancelled), a.envelopes[0]]
+    assert f.handle_order_events(db, carrier, batch) == ["applied", "applied", "applied", "duplicate"]
+    assert f.get_fulfillment(db, a.order_id)["reservation"] == "released"
+    assert f.get_fulfillment(db, b.order_id)["reservation"] == "reserved"  # the 2 the cancel released
+    assert f.get_fulfillment(db, c.order_id)["reservation"] == "out_of_stock"  # 1 left after b
+    assert level(db, lamp) == (3, 2)
+
+
 def test_manual_split_shipment_consumes_at_hand_over_and_the_status_follows(db: Any, carrier: InMemoryCarrier) -> None:
     mug, cap = sku("MUG"), sku("CAP")
     stock(db, mug, 10)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,7 @@ from services.fulfillment.usecases.common import (
     Tx,
     actor_of,
     base,
+    batch_levels,
     emit,
     move_shipment,
     refresh_status,
@@ -33,7 +35,7 @@ from services.fulfillment.usecases.common import (
 )
 from services.orders.contracts import events as order_events
 from services.orders.contracts.schemas import Actor, Stage
-from shared import inbox
+from shared import inbox, outbox
 from shared.catalog import parse_data
 from shared.db import Database
 from shared.envelope import Envelope, EventModel
@@ -45,11 +47,34 @@ CONSUMER = "fulfillment.orders"
 OrderHandler = Callable[[Tx, CarrierProvider | None, Any, str], None]
 
 
+# The orders whose copy a batch wrote at its start (``handle_order_events``), per transaction: (tried, written).
+_copied: weakref.WeakKeyDictionary[Tx, tuple[set[UUID], set[UUID]]] = weakref.WeakKeyDictionary()
+
+
 def handle_order_events(db: Database, carrier: CarrierProvider | None, events: Sequence[Envelope]
                         ) -> list[inbox.Outcome]:
-    """Apply a batch of order events in one transaction, each once and in per-order order."""
-    return inbox.process_batch(db, CONSUMER, events, lambda tx, e: apply_order_event(tx, carrier, e),
-                               types=ORDER_EVENT_TYPES)
+    """Apply a batch of order events in one transaction, each once and in per-order order.
+
+    Before the events are applied one by one, the batch's new order copies are written in one round trip and
+    the stock levels of every SKU they order locked in one more (``batch_levels``): each ``order.placed`` then
+    costs its reservation statement only. Writing a copy early is harmless for an event the inbox then skips
+    (a duplicate): a copy is written once, whoever comes first."""
+    placed = {}
+    for env in events:
+        if env.type == order_events.OrderPlaced.event_type:
+            data = parse_data(env)
+            assert isinstance(data, order_events.OrderPlaced)
+            placed[data.order_id] = order_row(data)
+    with db.transaction() as tx, outbox.buffered(tx):
+        written = store.insert_orders(tx, list(placed.values()))
+        _copied[tx] = (set(placed), written)
+        skus = {i["sku"] for oid in written if placed[oid]["stage"] not in CLOSED for i in placed[oid]["items"]}
+        try:
+            with batch_levels(tx, skus):
+                return inbox.process_batch_in(tx, CONSUMER, events, lambda tx, e: apply_order_event(tx, carrier, e),
+                                              types=ORDER_EVENT_TYPES)
+        finally:
+            _copied.pop(tx, None)
 
 
 def handle_order_event(db: Database, carrier: CarrierProvider | None, env: Envelope) -> inbox.Outcome:
@@ -85,7 +110,11 @@ def order_row(data: order_events.OrderPlaced) -> dict[str, Any]:
 
 def order_placed(tx: Tx, carrier: CarrierProvider | None, data: order_events.OrderPlaced, causation: str) -> None:
     row = order_row(data)
-    if not store.insert_order(tx, row):
+    tried, written = _copied.get(tx, (set(), set()))
+    if data.order_id in tried:
+        if data.order_id not in written:
+            return  # seen already
+    elif not store.insert_order(tx, row):
         return  # seen already
     if data.stage in domain.CLOSED_STAGES:
         return  # the copy as inserted is all there is
@@ -180,6 +209,8 @@ def customer_changed(tx: Tx, carrier: CarrierProvider | None, data: order_events
                      causation: str) -> None:
     store.set_fields(tx, data.order_id, customer=data.customer.model_dump(mode="json"))
 
+
+CLOSED = {s.value for s in domain.CLOSED_STAGES}
 
 ORDER_EVENT_HANDLERS: dict[str, OrderHandler] = {
     order_events.OrderPlaced.event_type: order_placed,

@@ -36,6 +36,7 @@ from services.notifications.usecases.context import kind_context, order_context
 from services.orders.contracts import events as order_events
 from services.payments.contracts import events as payment_events
 from shared import inbox, outbox
+from shared.catalog import parse_data
 from shared.db import Database
 from shared.envelope import Envelope
 
@@ -106,7 +107,8 @@ def notify(tx: Tx, settings: NotificationSettings, env: Envelope, facts: domain.
 # ------------------------------------------------------------------------------------------------ orders
 def order_copy(env: Envelope) -> dict[str, Any]:
     """The row of the order's copy that ``order.placed`` carries."""
-    d = order_events.OrderPlaced.model_validate(env.data)
+    d = parse_data(env)
+    assert isinstance(d, order_events.OrderPlaced)
     return {
         "order_id": d.order_id, "number": d.number, "test": d.test, "channel": d.channel.value,
         "stage": d.stage.value, "customer": d.customer.model_dump(mode="json"),
