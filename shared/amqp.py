@@ -75,6 +75,15 @@ class Subscription:
 class Topology:
     subscriptions: list[Subscription] = field(default_factory=list)
     retry_delays: Sequence[int] = (1, 5, 30, 120)
+    known_types: Sequence[str] = ()
+    """Every event type of the catalog: a typed subscription is unbound from those it no longer names, so a
+    type dropped from a consumer in an upgrade stops reaching its queue (a binding outlives the code that
+    asked for it)."""
+
+    def retired(self, sub: Subscription) -> tuple[str, ...]:
+        if not sub.typed:
+            return sub.retired_topics
+        return (*sub.retired_topics, *sorted(set(self.known_types) - set(sub.topics)))
 
     def declare(self, channel: Any) -> None:
         channel.exchange_declare(EVENTS_EXCHANGE, "topic", durable=True, auto_delete=False)
@@ -96,7 +105,7 @@ class Topology:
             channel.queue_declare(sub.queue, durable=True, auto_delete=False)
             for topic in sub.topics:
                 channel.queue_bind(sub.queue, EVENTS_EXCHANGE, routing_key=topic)
-            for topic in sub.retired_topics:
+            for topic in self.retired(sub):
                 channel.queue_unbind(sub.queue, EVENTS_EXCHANGE, routing_key=topic)  # a no-op when not bound
             channel.queue_bind(sub.queue, REDELIVER_EXCHANGE, routing_key=f"*.{sub.queue}")
 

@@ -63,10 +63,11 @@ def migrate_schema(database_url: str, schema: str, folders: list[Path]) -> list[
 
 def subscriptions() -> Topology:
     """Every subscriber queue of every service: the event handlers of each registry service's Nameko class."""
+    from shared.catalog import load_all
     from shared.consumer import subscriptions_of
     from shared.registry import load, nameko_classes
 
-    topology = Topology()
+    topology = Topology(known_types=tuple(load_all()))
     for target in nameko_classes().values():
         topology.subscriptions.extend(subscriptions_of(load(target)))
     return topology
