@@ -360,6 +360,40 @@ _RESERVE = (
 )
 
 
+def lock_level_counts(tx: Tx, skus: Iterable[str]) -> tuple[dict[tuple[str, str], tuple[int, int]], datetime]:
+    """``lock_levels``, answering (on hand, reserved) at each level, and the transaction's time (``now()``: what
+    every movement of the transaction is stamped with)."""
+    wanted = sorted(set(skus))
+    row = tx.execute(
+        "SELECT now() AS at" if not wanted else
+        "SELECT now() AS at, coalesce((SELECT jsonb_agg(jsonb_build_array(sku, location, on_hand, reserved))"
+        " FROM (SELECT sku, location, on_hand, reserved FROM stock_levels WHERE sku = ANY(%s)"
+        "       ORDER BY sku, location FOR UPDATE) l), '[]') AS levels",
+        (wanted,) if wanted else None,
+    ).fetchone()
+    assert row is not None
+    levels = {(sku, loc): (int(on_hand), int(reserved)) for sku, loc, on_hand, reserved in row.get("levels", [])}
+    return levels, row["at"]
+
+
+def queue_reserve_lines(tx: Tx, order_id: UUID | str, order_number: int,
+                        allocations: Sequence[tuple[str, str, str, int]], *, reason: str, actor: Mapping[str, Any],
+                        state: str | None = None) -> psycopg.Cursor[Any]:
+    """``reserve_lines`` without waiting for its answer: in pipeline mode the statement is only queued. The
+    caller reads the cursor later (one row per allocation, or fewer if a level refused)."""
+    return tx.execute(_RESERVE, _reserve_params(order_id, order_number, allocations, reason, actor, state))
+
+
+def _reserve_params(order_id: UUID | str, order_number: int, allocations: Sequence[tuple[str, str, str, int]],
+                    reason: str, actor: Mapping[str, Any], state: str | None) -> dict[str, Any]:
+    return {
+        "ords": list(range(len(allocations))), "lines": [a[0] for a in allocations],
+        "skus": [a[1] for a in allocations], "locs": [a[2] for a in allocations],
+        "qs": [a[3] for a in allocations], "mids": [uuid.uuid4() for _ in allocations],
+        "reason": reason, "oid": as_uuid(order_id), "num": order_number, "actor": Jsonb(dict(actor)), "state": state,
+    }
+
+
 def reserve_lines(tx: Tx, order_id: UUID | str, order_number: int, allocations: Sequence[tuple[str, str, str, int]],
                   *, reason: str, actor: Mapping[str, Any], state: str | None = None) -> list[dict[str, Any]] | None:
     """Reserve an order's allocations (line id, sku, location, quantity) with ONE statement: each level moves by
@@ -370,13 +404,7 @@ def reserve_lines(tx: Tx, order_id: UUID | str, order_number: int, allocations: 
     reservations nor state was written then, but the caller must roll back the levels that moved)."""
     if not allocations:
         return []
-    oid = as_uuid(order_id)
-    rows = tx.execute(_RESERVE, {
-        "ords": list(range(len(allocations))), "lines": [a[0] for a in allocations],
-        "skus": [a[1] for a in allocations], "locs": [a[2] for a in allocations],
-        "qs": [a[3] for a in allocations], "mids": [uuid.uuid4() for _ in allocations],
-        "reason": reason, "oid": oid, "num": order_number, "actor": Jsonb(dict(actor)), "state": state,
-    }).fetchall()
+    rows = tx.execute(_RESERVE, _reserve_params(order_id, order_number, allocations, reason, actor, state)).fetchall()
     if len(rows) != len(allocations):
         return None
     return [dict(r) for r in rows]
