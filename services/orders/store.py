@@ -1,8 +1,9 @@
 """SQL for the ``orders`` schema: load and save orders, their history, lists and search.
 
 The whole ``Order`` lives in ``doc`` (its stored form, mapped field by field in ``services.orders.document``);
-the other columns exist so Postgres can filter, search and sort without reading the documents. Only this
-module knows the table layout.
+the other columns exist so Postgres can filter, search and sort without reading the documents. Searches read
+``order_search``, a narrow copy of those columns and the search key that triggers keep in step with every write
+of ``orders`` (migration 0007): nothing here writes it. Only this module knows the table layout.
 """
 
 from __future__ import annotations
@@ -382,10 +383,32 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     if query.test is not None:
         where.append("test = %s")
         params.append(query.test)
-    if query.q:
-        where.append(_search_condition(query.q, params))
-
     desc = query.direction == "desc"
+    source = "orders"
+    if query.q:
+        # A search reads the narrow copy (migration 0007: the filtered and sorted columns and the search key,
+        # ~180 bytes a row where an order's is ~1.5 kB); only the page's rows are read from ``orders``. A rare
+        # term is looked up in its trigram index, a common one found by walking a sort index (the copy has the
+        # list's three) and checking the copy's rows. Two plans no single statement offers are chosen here by
+        # how many orders Postgres expects the term to match (``_common_search``): a common term with a stage,
+        # channel or fulfillment filter walks that value's index of ``orders`` (the copy has none) and checks
+        # the term on the rows; a common term within a placement-date range sorted by payment date reads the
+        # range off the copy and checks it with ``strpos`` (the trigram index cannot serve it: asking it for
+        # ``hoodie``'s 127k orders cost more than checking a month's 41k rows).
+        ranged = query.sort == "paid_at" and (query.placed_from is not None or (desc and query.placed_to is not None))
+        common = (per_value is not None or ranged) and _common_search(tx, query.q)
+        if common and not ranged:
+            where.append(_search_condition(query.q, params, "search_key(search_text)", indexed=False))
+        else:
+            source = "order_search"
+            where.append(_search_condition(query.q, params, "key", indexed=not common))
+            if per_value:  # the copy has no per-value index: one condition on the rows read
+                where[where.index(f"{per_value[0]} = one.value")] = f"{per_value[0]} = ANY(%s)"
+                params.insert(per_value_at, per_value[1])
+                per_value = None
+    searching = source == "order_search"
+
+
     key_type = "timestamptz"
     if query.sort == "paid_at":
         key = f"coalesce(paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
@@ -429,13 +452,13 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         # keeps Postgres from turning it back into the walk. The cost grows with the range: ~10 ms for a
         # month at 1M orders (41k entries), ~150 ms for a year. "Placed before" a date: see below.
         sql = (
-            f"WITH r AS MATERIALIZED (SELECT number, {key} AS sort_key FROM orders WHERE {' AND '.join(where)}), "
+            f"WITH r AS MATERIALIZED (SELECT number, {key} AS sort_key FROM {source} WHERE {' AND '.join(where)}), "
             f"p AS (SELECT number, sort_key FROM r ORDER BY sort_key {way}, number {way} LIMIT %s) "
             "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
             f"ORDER BY p.sort_key {way}, p.number {way}"
         )
         params.append(n)
-    elif by_paid_in_range and (bound := _placed_before_bound(tx, query, key, where, params)) is not None:
+    elif by_paid_in_range and (bound := _placed_before_bound(tx, query, source, key, where, params)) is not None:
         # Placed before a date, latest payment first: the walk down the payment-date index skips everything
         # placed after the date and paid since (half the table for "before a year ago", 0.5-1 s).
         # ``_placed_before_bound`` read the page among the orders placed in the _NEAR before the date; its
@@ -444,15 +467,26 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
         # trips: with t as a constant (not a value computed inside the statement) Postgres sees how few
         # orders waited that long and reads that index; it cannot for a value it does not know.
         near_numbers, t, start = bound
+        # The copy has no orders_paid_delay: the orders that waited that long are found in ``orders``.
+        late = ("number IN (SELECT number FROM orders WHERE paid_at IS NOT NULL AND paid_at - placed_at >= %s)"
+                if searching else "paid_at IS NOT NULL AND paid_at - placed_at >= %s")
         sql = (
-            f"WITH p AS (SELECT number, {key} AS sort_key FROM orders WHERE number = ANY(%s) "
-            f"UNION ALL SELECT number, {key} AS sort_key FROM orders WHERE paid_at IS NOT NULL "
-            "AND paid_at - placed_at >= %s AND paid_at >= %s AND placed_at < %s AND " + " AND ".join(where)
+            f"WITH p AS (SELECT number, {key} AS sort_key FROM {source} WHERE number = ANY(%s) "
+            f"UNION ALL SELECT number, {key} AS sort_key FROM {source} WHERE {late} "
+            "AND paid_at >= %s AND placed_at < %s AND " + " AND ".join(where)
             + " ORDER BY sort_key DESC, number DESC LIMIT %s) "
             "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
             "ORDER BY p.sort_key DESC, p.number DESC"
         )
         params = [near_numbers, t - start, t, start, *params, n]
+    elif searching:
+        sql = (
+            f"WITH p AS (SELECT number, {key} AS sort_key FROM order_search WHERE {' AND '.join(where)} "
+            f"ORDER BY {key} {way}, number {way} LIMIT %s) "
+            "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
+            f"ORDER BY p.sort_key {way}, p.number {way}"
+        )
+        params.append(n)
     else:
         page = (
             f"SELECT doc, {key} AS sort_key, number FROM orders"
@@ -494,17 +528,18 @@ def _fetch(tx: Tx, query: OrderQuery, sql: str, params: Sequence[Any]) -> list[A
 
 
 def _placed_before_bound(
-    tx: Tx, query: OrderQuery, key: str, where: list[str], params: list[Any]
+    tx: Tx, query: OrderQuery, source: str, key: str, where: list[str], params: list[Any]
 ) -> tuple[list[int], datetime, datetime] | None:
     """For "placed before" a date, newest payment first: the page among the orders placed in the ``_NEAR``
-    before the date (read off orders_placed_cover and sorted), as (numbers, the page's last payment date, the
-    near range's start); None when they do not hold a whole page of paid orders (then the walk it is)."""
+    before the date (read off orders_placed_cover, or the search copy, and sorted), as (numbers, the page's last
+    payment date, the near range's start); None when they do not hold a whole page of paid orders (then the
+    walk it is)."""
     assert query.placed_to is not None
     start = query.placed_to - _NEAR
     near = _fetch(
         tx,
         query,
-        f"WITH r AS MATERIALIZED (SELECT number, paid_at, {key} AS sort_key FROM orders "
+        f"WITH r AS MATERIALIZED (SELECT number, paid_at, {key} AS sort_key FROM {source} "
         "WHERE placed_at >= %s AND " + " AND ".join(where) + ") "
         "SELECT number, paid_at FROM r ORDER BY sort_key DESC, number DESC LIMIT %s",
         [start, *params, query.limit + 1],
@@ -522,6 +557,10 @@ _SEARCH_KEY = str.maketrans(" .@-_", "JZXQW")
 # How far before a "placed before" date the payment-date plan looks for its bound (see ``list_orders``).
 _NEAR = timedelta(days=14)
 _PHONE_LIKE = re.compile(r"[\d\s+()./-]+")
+# A search term Postgres expects to match this many orders or more is "common" (``list_orders``): walking an
+# index reads ~N/matches x 50 rows for a page, the trigram index every match; at 1M orders they cost the same
+# near 10k matches (nakamura, 31k: 16 ms walking stage=placed's index, 150-350 ms through the trigram index).
+_COMMON = 10_000
 
 
 def count_orders(tx: Tx, query: OrderQuery, cap: int) -> tuple[int, bool]:
@@ -547,37 +586,55 @@ def count_orders(tx: Tx, query: OrderQuery, cap: int) -> tuple[int, bool]:
         where.append("test = %s")
         params.append(query.test)
     if query.q:
-        where.append(_search_condition(query.q, params))
-    sql = ("SELECT count(*) AS n FROM (SELECT 1 FROM orders"
+        where.append(_search_condition(query.q, params, "key"))
+    sql = (f"SELECT count(*) AS n FROM (SELECT 1 FROM {'order_search' if query.q else 'orders'}"
            + (" WHERE " + " AND ".join(where) if where else "") + " LIMIT %s) c")
     row = tx.execute(sql, [*params, cap + 1], prepare=False).fetchone()
     n = int(row["n"]) if row else 0
     return min(n, cap), n > cap
 
 
-def _search_condition(q: str, params: list[Any]) -> str:
-    """``q`` as a substring of the search text (or a phone number's digits, or an order number).
+def _common_search(tx: Tx, q: str) -> bool:
+    """Whether Postgres expects ``q`` to match at least ``_COMMON`` orders: its own estimate (the statistics of
+    the copy's ``key``), for one more planning (~0.3 ms)."""
+    params: list[Any] = []
+    row = tx.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM order_search WHERE {_search_condition(q, params, 'key')}",
+                     params, prepare=False).fetchone()
+    assert row is not None
+    plan = next(iter(row.values()))
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Plan"]["Plan Rows"]) >= _COMMON
 
-    The substring test is ``search_key(search_text) LIKE`` the translated pattern: exact, and served by the
-    trigram index. For an e-mail address the index is asked only for the part up to the ``@`` and the whole
-    address is checked on the rows it finds: every address at a domain shares its trigrams (``exa``,
-    ``com``, ...), whose long lists of rows cost more to read (24 ms at 1M orders) than they narrow.
+
+def _search_condition(q: str, params: list[Any], column: str, *, indexed: bool = True) -> str:
+    """``q`` as a substring of ``column``, the search key (or a phone number's digits, or an order number).
+
+    ``key`` is ``search_key(search_text)`` (migrations 0004, 0007), so the test is ``LIKE`` the translated
+    pattern: exact, and served by the copy's trigram index. ``indexed=False`` says the same with ``strpos``,
+    which no index serves: the rows are found another way and checked. For an e-mail address the index is
+    asked only for the part up to the ``@`` and the whole address is checked with ``strpos`` on the rows it
+    finds: every address at a domain shares its trigrams (``exa``, ``com``, ...), whose long lists of rows
+    cost more to read (24 ms at 1M orders) than they narrow.
     """
     number = order_number_from_search(q)
     needle = q.strip().lower()
     digits = re.sub(r"\D", "", needle)
     at = needle.find("@")
-    if at >= 3:
-        alternatives = ["(search_key(search_text) LIKE %s AND search_text LIKE %s)"]
-        params.extend([f"%{_escape_like(needle[: at + 1].translate(_SEARCH_KEY))}%", f"%{_escape_like(needle)}%"])
+    key = needle.translate(_SEARCH_KEY)
+    if not indexed:
+        alternatives = [f"strpos({column}, %s) > 0"]
+        params.append(key)
+    elif at >= 3:
+        alternatives = [f"({column} LIKE %s AND strpos({column}, %s) > 0)"]
+        params.extend([f"%{_escape_like(needle[: at + 1].translate(_SEARCH_KEY))}%", key])
     else:
-        alternatives = ["search_key(search_text) LIKE %s"]
-        params.append(f"%{_escape_like(needle.translate(_SEARCH_KEY))}%")
+        alternatives = [f"{column} LIKE %s"]
+        params.append(f"%{_escape_like(key)}%")
     # A phone number as typed (spaces, dashes, a leading +) is also found by its digits; the digits inside an
     # e-mail address or an SKU are not a phone number (they made an address match every phone with "536").
     if len(digits) >= 3 and digits != needle and _PHONE_LIKE.fullmatch(needle):
-        alternatives.append("search_key(search_text) LIKE %s")
-        params.append(f"%{digits}%")
+        alternatives.append(f"{column} LIKE %s" if indexed else f"strpos({column}, %s) > 0")
+        params.append(f"%{digits}%" if indexed else digits)
     if number is not None:
         alternatives.append("number = %s")
         params.append(number)
