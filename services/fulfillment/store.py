@@ -36,21 +36,12 @@ def as_uuid(value: UUID | str) -> UUID | None:
 # ------------------------------------------------------------------------------------------------ orders
 def insert_order(tx: Tx, row: Mapping[str, Any]) -> bool:
     """The order's copy from ``order.placed``; False if it was there already (a redelivery)."""
-    cur = tx.execute(
-        "INSERT INTO fulfillment_orders (order_id, number, test, stage, channel, currency, items, subtotal, shipping,"
-        " discount, tax, total, customer, address, payment_method, customer_note, placed_at)"
-        " VALUES (%(order_id)s, %(number)s, %(test)s, %(stage)s, %(channel)s, %(currency)s, %(items)s, %(subtotal)s,"
-        " %(shipping)s, %(discount)s, %(tax)s, %(total)s, %(customer)s, %(address)s, %(payment_method)s,"
-        " %(customer_note)s, %(placed_at)s) ON CONFLICT (order_id) DO NOTHING",
-        {**row, "items": Jsonb(row["items"]), "customer": Jsonb(row["customer"]),
-         "address": Jsonb(row["address"]) if row.get("address") is not None else None},
-    )
-    return cur.rowcount == 1
+    return bool(insert_orders(tx, [row]))
 
 
 def insert_orders(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> set[UUID]:
-    """``insert_order`` for many, in one pipelined round trip: the ids of the copies written (not those there
-    already)."""
+    """The copies of these orders (``order.placed``), in one pipelined round trip: the ids of those written (not
+    those there already)."""
     if not rows:
         return set()
     cur = tx.cursor()

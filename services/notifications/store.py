@@ -24,19 +24,13 @@ MESSAGE_COLUMNS = (
 # ------------------------------------------------------------------------------------------------ order copies
 def insert_order(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
     """The order's copy from order.placed, as stored; None when it was there already."""
-    found: dict[str, Any] | None = tx.execute(
-        "INSERT INTO order_copies (order_id, number, test, channel, stage, customer, address, currency, total, items,"
-        " placed_at) VALUES (%(order_id)s, %(number)s, %(test)s, %(channel)s, %(stage)s, %(customer)s::jsonb,"
-        " %(address)s::jsonb, %(currency)s, %(total)s, %(items)s::jsonb, %(placed_at)s)"
-        " ON CONFLICT (order_id) DO NOTHING RETURNING *",
-        {**row, "customer": json.dumps(row["customer"]), "items": json.dumps(row["items"]),
-         "address": json.dumps(row["address"]) if row.get("address") is not None else None},
-    ).fetchone()
-    return found
+    written = insert_orders(tx, [row])
+    return written[0] if written else None
 
 
 def insert_orders(tx: Tx, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``insert_order`` for many, in one pipelined round trip: the copies written (not those there already)."""
+    """The copies of these orders (``order.placed``), in one pipelined round trip: those written, as stored (not
+    those there already)."""
     if not rows:
         return []
     cur = tx.cursor()
