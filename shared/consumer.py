@@ -228,28 +228,33 @@ class EventSubscriber(Entrypoint):
             self._finished()
 
     def _spawn_batch(self, items: list[Item], *, slot: bool = True) -> None:
-        """``slot``: this batch holds one of the ``concurrency`` slots (not the singles of a failed batch)."""
+        """``slot``: this batch holds one of the ``concurrency`` slots (not the singles of a failed batch). The slot
+        frees when the worker's thread ends, however it ends (a worker whose setup raised never reaches
+        ``handle_result``; a slot lost there would stop the subscriber for good)."""
         first = items[0][1]
         context = {"correlation_id": first.correlationid, "event_id": str(first.id)}
         try:
-            self.container.spawn_worker(
+            worker_ctx = self.container.spawn_worker(
                 self, ([(env, data) for _, env, data in items],), {}, context_data=context,
-                handle_result=partial(self._handle_batch_result, items, slot),
+                handle_result=partial(self._handle_batch_result, items),
             )
         except Exception:  # noqa: BLE001 - container is being killed: give the messages back
             for message, _, _ in items:
                 self.queue_consumer.requeue_message(message)
             if slot:
                 self._running -= 1
+            return
+        if slot:
+            thread = self.container._worker_threads.get(worker_ctx)  # Nameko keeps it until the thread ends
+            if thread is None:
+                self._finished()
+            else:
+                thread.link(lambda _thread: self._finished())
 
     def _handle_batch_result(
-        self, items: list[Item], slot: bool, worker_ctx: Any, result: Any = None, exc_info: Any = None
+        self, items: list[Item], worker_ctx: Any, result: Any = None, exc_info: Any = None
     ) -> Any:
-        try:
-            self._settle_batch(items, exc_info)
-        finally:
-            if slot:
-                self._finished()
+        self._settle_batch(items, exc_info)
         return result, exc_info
 
     def _settle_batch(self, items: list[Item], exc_info: Any) -> None:
