@@ -98,6 +98,18 @@ def assert_abandoned_once(before: dict[str, Any], after: dict[str, Any]) -> None
     assert payload["data"]["version"] == after["version"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def events_stay_here(orders_db: Any) -> Iterator[None]:
+    """This module writes tens of thousands of events (5,000-order batches and their abandonment) with no service
+    running. They are test data: left unpublished, the next module that starts the orders service would have its
+    relay publish them all and its payments consume them first (longer than its waits on a slow machine)."""
+    with orders_db.transaction() as tx:
+        before = tx.execute("SELECT coalesce(max(id), 0) AS id FROM outbox").fetchone()["id"]
+    yield
+    with orders_db.transaction() as tx:
+        tx.execute("UPDATE outbox SET published_at = now() WHERE id > %s AND published_at IS NULL", (before,))
+
+
 @pytest.fixture
 def stale(orders_db: Any) -> Iterator[list[str]]:
     ids = place_many(orders_db, 5000)
