@@ -282,13 +282,11 @@ def tracked_skus(tx: Tx, skus: Iterable[str]) -> set[str]:
 def lock_levels(tx: Tx, skus: Iterable[str]) -> dict[tuple[str, str], int]:
     """Lock every level of these SKUs (in (sku, location) order, so two transactions never deadlock on them)
     and answer the units available (on hand - reserved) at each."""
-    wanted = sorted(set(skus))
+    wanted = set(skus)
     if not wanted:
         return {}
-    rows = tx.execute(
-        "SELECT sku, location, on_hand - reserved AS available FROM stock_levels WHERE sku = ANY(%s)"
-        " ORDER BY sku, location FOR UPDATE", (wanted,)).fetchall()
-    return {(r["sku"], r["location"]): int(r["available"]) for r in rows}
+    levels, _at = lock_level_counts(tx, wanted)
+    return {key: on_hand - reserved for key, (on_hand, reserved) in levels.items()}
 
 
 def change_level(tx: Tx, sku: str, location: str, delta_on_hand: int, delta_reserved: int, *,

@@ -112,27 +112,23 @@ def normal_phone(phone: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ messages
+_INSERT_MESSAGE = (
+    f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ("
+    + ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
+    + ") ON CONFLICT DO NOTHING"
+)
+
+
 def insert_message(tx: Tx, row: dict[str, Any]) -> dict[str, Any] | None:
     """A new message (queued); None when the (event, kind, channel, recipient) already has one."""
-    values = _message_values(row)
-    cols = ", ".join(MESSAGE_COLUMNS)
-    params = ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
-    inserted: dict[str, Any] | None = tx.execute(
-        f"INSERT INTO messages ({cols}) VALUES ({params}) ON CONFLICT DO NOTHING RETURNING *", values,
-    ).fetchone()
+    inserted: dict[str, Any] | None = tx.execute(_INSERT_MESSAGE + " RETURNING *", _message_values(row)).fetchone()
     return inserted
 
 
 def insert_messages(tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
     """``insert_message`` for many (a consumer batch's new messages), in one pipelined round trip."""
-    if not rows:
-        return
-    cols = ", ".join(MESSAGE_COLUMNS)
-    params = ", ".join(f"%({c})s" + ("::jsonb" if c == "context" else "") for c in MESSAGE_COLUMNS)
-    tx.cursor().executemany(
-        f"INSERT INTO messages ({cols}) VALUES ({params}) ON CONFLICT DO NOTHING",
-        [_message_values(row) for row in rows],
-    )
+    if rows:
+        tx.cursor().executemany(_INSERT_MESSAGE, [_message_values(row) for row in rows])
 
 
 def _message_values(row: dict[str, Any]) -> dict[str, Any]:
@@ -188,9 +184,7 @@ def update_message(tx: Tx, message_id: UUID | str, at: datetime, **fields: Any) 
 
 def add_history(tx: Tx, message_id: UUID | str, from_status: str | None, status: str, reason: str | None,
                 source: str, at: datetime) -> None:
-    tx.execute(
-        "INSERT INTO message_history (message_id, from_status, status, reason, source, at)"
-        " VALUES (%s, %s, %s, %s, %s, %s)", (message_id, from_status, status, reason, source, at))
+    add_histories(tx, [(message_id, from_status, status, reason, source, at)])
 
 
 def add_histories(tx: Tx, rows: Sequence[tuple[Any, ...]]) -> None:
