@@ -5,17 +5,18 @@ every ``POLL_SECONDS`` and writes each new alert as one event::
 
     id: 42
     event: new_order
-    data: {"id": 42, "kind": "new_order", ...}      (the contract's AlertView)
+    data: {"id": 17, "position": 42, "kind": "new_order", ...}      (the contract's AlertView)
 
-The alert ids are the notifications service's ``alerts`` table's bigserial, so ``id:`` is a position in one
-total order: a client that reconnects with ``Last-Event-ID: 42`` (EventSource does it by itself) gets every
-alert after 42 and none before it, from any gateway process. A comment line ``: keep-alive`` is written when
-nothing was written for ``HEARTBEAT_SECONDS`` (proxies and load balancers close idle connections), and the
-loop ends when the client goes away. If notifications stops answering in the middle of a stream, the stream
-stays open and asks again (the alerts are in the service's table; nothing is lost meanwhile).
+``id:`` is the alert's ``position`` in one total order (the notifications service gives positions in the
+order alerts become visible, never leaving a gap behind what a reader saw): a client that reconnects with
+``Last-Event-ID: 42`` (EventSource does it by itself) gets every alert after 42 and none before it, from any gateway
+process. A comment line ``: keep-alive`` is written when nothing was written for ``HEARTBEAT_SECONDS`` (proxies and
+load balancers close idle connections), and the loop ends when the client goes away. If notifications stops
+answering in the middle of a stream, the stream stays open and asks again (the alerts are in the service's table;
+nothing is lost meanwhile).
 
-The request's time budget (``budget.py``) bounds one request's waits; a stream lives for hours, so each poll
-gets a budget of its own instead.
+The request's time budget (``budget.py``) bounds one request's waits; a stream lives for hours, so each poll gets a
+budget of its own instead.
 """
 
 from __future__ import annotations
@@ -78,10 +79,10 @@ class AlertPoller:
         return self._advance(await self._page(self.last_id, PAGE))
 
     async def _newest(self) -> int:
-        """The id of the newest alert of any kind: the stream's start when no position is given.
+        """The position of the newest alert of any kind: the stream's start when no position is given.
 
-        ``alerts_after`` pages forward only, so the newest id is found by probing with pages of one alert:
-        doubling until nothing is after the probe, then halving (about 2 x log2(newest id) calls, ~40 for a
+        ``alerts_after`` pages forward only, so the newest position is found by probing with pages of one alert:
+        doubling until nothing is after the probe, then halving (about 2 x log2(newest position) calls, ~40 for a
         million alerts, once per connection without a position; a reconnect names its position)."""
         saved, self.kinds = self.kinds, None
         try:
@@ -90,14 +91,14 @@ class AlertPoller:
                 items = await self._page(probe, 1)
                 if not items:
                     break
-                known = int(items[0]["id"])
+                known = int(items[0]["position"])
                 probe = known * 2
             low, high = known, probe  # an alert `low` exists (or low is 0); none is after `high`
             while low < high:
                 middle = (low + high) // 2
                 items = await self._page(middle, 1)
                 if items:
-                    low = int(items[0]["id"])  # > middle
+                    low = int(items[0]["position"])  # > middle
                 else:
                     high = middle
             return low
@@ -108,16 +109,16 @@ class AlertPoller:
         return self._advance(await self._page(self.last_id, PAGE))
 
     def _advance(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        fresh = sorted((a for a in items if int(a["id"]) > self.last_id), key=lambda a: int(a["id"]))
+        fresh = sorted((a for a in items if int(a["position"]) > self.last_id), key=lambda a: int(a["position"]))
         if fresh:
-            self.last_id = int(fresh[-1]["id"])
+            self.last_id = int(fresh[-1]["position"])
         return fresh
 
 
 def event(alert: dict[str, Any]) -> str:
     """One alert as a server-sent event (``data`` is one line of JSON: no newline can break the framing)."""
     data = json.dumps(alert, separators=(",", ":"), ensure_ascii=False)
-    return f"id: {int(alert['id'])}\nevent: {alert['kind']}\ndata: {data}\n\n"
+    return f"id: {int(alert['position'])}\nevent: {alert['kind']}\ndata: {data}\n\n"
 
 
 async def alert_events(request: Request, poller: AlertPoller, first: list[dict[str, Any]]) -> AsyncIterator[str]:

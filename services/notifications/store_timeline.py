@@ -15,19 +15,14 @@ Tx = psycopg.Connection[Any]
 
 
 # ------------------------------------------------------------------------------------------------ alerts
-ALERTS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('oms.notifications.alerts'))"
+SEQUENCER_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('oms.notifications.alert_positions')) AS taken"
+COLUMNS = "id, position, kind, order_id, number, test, title, text, at"
 
 
 def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
     """One alert; None if this event raised this kind already (a redelivery). ``row``: kind, order_id, number,
-    test, title, text, at, event_id (None for alerts the service raises itself).
-
-    Alert ids are the live stream's event ids, and a client resumes "after id N": so ids must become visible
-    in id order. A sequence alone does not give that (a transaction that took id 41 may commit after one that
-    took 42, and a client that saw 42 would never see 41). The transaction-scoped lock taken before the id
-    is drawn makes alert-writing transactions take ids and commit one after the other: so take it as late in
-    the transaction as possible (``insert_alerts`` at the end of a batch)."""
-    tx.execute(ALERTS_LOCK)
+    test, title, text, at, event_id (None for alerts the service raises itself). Its stream position is given
+    when the stream is read (``position_alerts``): writers take no lock."""
     found = tx.execute(
         "INSERT INTO alerts (kind, order_id, number, test, title, text, at, event_id)"
         " VALUES (%(kind)s, %(order_id)s, %(number)s, %(test)s, %(title)s, %(text)s, %(at)s, %(event_id)s)"
@@ -39,11 +34,10 @@ def insert_alert(tx: Tx, row: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def insert_alerts(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> list[int | None]:
-    """Many alerts (``insert_alert``'s rows) with the lock and three statements: each row's id, or None for a
-    row its event raised already. Ids are drawn first, in the rows' order, so each row knows its own."""
+    """Many alerts (``insert_alert``'s rows) with two statements: each row's id, or None for a row its event
+    raised already. Ids are drawn first, in the rows' order, so each row knows its own."""
     if not rows:
         return []
-    tx.execute(ALERTS_LOCK)
     ids = [r["id"] for r in tx.execute(
         "SELECT nextval(pg_get_serial_sequence('alerts', 'id')) AS id FROM generate_series(1, %s) ORDER BY 1",
         (len(rows),), prepare=False,
@@ -60,18 +54,37 @@ def insert_alerts(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> list[int | None]
     return [i if i in inserted else None for i in ids]
 
 
-def alerts_after(tx: Tx, after_id: int, kinds: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
-    """Alerts with an id above ``after_id`` (the SSE stream's last event id), in id order."""
+def position_alerts(tx: Tx, limit: int = 10_000) -> int | None:
+    """Give the committed alerts that have no stream position one, in id order; the number given, or None when
+    another transaction is doing it right now. Commit at once: the lock is held to the commit.
+
+    Why this is safe for a client that resumes "after position N": positions are drawn only here, under the
+    lock, so one transaction at a time draws them and commits before the next draws: every position a reader
+    can see is below every position not yet visible. Writers never wait (they drew only the row's id); a
+    reader that finds the lock taken reads what is committed and gets the rest at its next poll."""
+    taken = tx.execute(SEQUENCER_LOCK).fetchone()
+    if not (taken and taken["taken"]):
+        return None
+    return tx.execute(
+        "UPDATE alerts a SET position = p.position FROM ("
+        "  SELECT id, nextval('alerts_position_seq') AS position FROM ("
+        "    SELECT id FROM alerts WHERE position IS NULL ORDER BY id LIMIT %s) AS due ORDER BY id) AS p"
+        " WHERE a.id = p.id",
+        (limit,),
+    ).rowcount
+
+
+def alerts_after(tx: Tx, after: int, kinds: Sequence[str] | None, limit: int) -> list[dict[str, Any]]:
+    """Alerts with a stream position above ``after`` (the SSE stream's last event id), in position order."""
     if kinds is None:
         rows = tx.execute(
-            "SELECT id, kind, order_id, number, test, title, text, at FROM alerts WHERE id > %s ORDER BY id LIMIT %s",
-            (after_id, limit),
+            f"SELECT {COLUMNS} FROM alerts WHERE position > %s ORDER BY position LIMIT %s",
+            (after, limit),
         ).fetchall()
     else:
         rows = tx.execute(
-            "SELECT id, kind, order_id, number, test, title, text, at FROM alerts"
-            " WHERE kind = ANY(%s) AND id > %s ORDER BY id LIMIT %s",
-            (list(kinds), after_id, limit),
+            f"SELECT {COLUMNS} FROM alerts WHERE kind = ANY(%s) AND position > %s ORDER BY position LIMIT %s",
+            (list(kinds), after, limit),
         ).fetchall()
     return [dict(r) for r in rows]
 

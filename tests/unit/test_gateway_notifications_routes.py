@@ -66,7 +66,8 @@ def message_view(**overrides: Any) -> dict[str, Any]:
 
 
 def alert(alert_id: int, kind: str = "new_order") -> dict[str, Any]:
-    return {"id": alert_id, "kind": kind, "order_id": ORDER_ID, "number": 1000 + alert_id, "test": False,
+    return {"id": 500 + alert_id, "position": alert_id, "kind": kind, "order_id": ORDER_ID,
+            "number": 1000 + alert_id, "test": False,
             "title": f"New order #{1000 + alert_id}", "text": "2 items, 44.535 TND", "at": AT}
 
 
@@ -108,7 +109,7 @@ class AlertsRpc(FakeRpc):
 
             raise ServiceUnavailable("The notifications service is not running.", service="notifications")
         kinds = kwargs.get("kinds")
-        items = [a for a in self.alerts if a["id"] > kwargs["after_id"] and (not kinds or a["kind"] in kinds)]
+        items = [a for a in self.alerts if a["position"] > kwargs["after_id"] and (not kinds or a["kind"] in kinds)]
         return {"items": items[: kwargs.get("limit", 100)]}
 
 
@@ -263,7 +264,7 @@ def test_every_route_needs_an_api_key_but_the_webhooks(client: TestClient, rpc: 
 def test_alert_pages_and_kinds(client: TestClient, rpc: AlertsRpc) -> None:
     rpc.alerts = [alert(1), alert(2, "payment_update"), alert(3)]
     response = client.get(f"{P}/alerts", params={"after": 1, "kinds": "new_order, payment_update"})
-    assert [a["id"] for a in response.json()["items"]] == [2, 3]
+    assert [a["position"] for a in response.json()["items"]] == [2, 3]
     assert calls(rpc) == [("alerts_after", {"after_id": 1, "kinds": ["new_order", "payment_update"], "limit": 100})]
 
 

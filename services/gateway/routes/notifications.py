@@ -305,19 +305,19 @@ def _resume_from(last_event_id: str | None, after: int | None) -> int:
             return value
         except ValueError:
             raise InvalidRequest(
-                "Last-Event-ID must be the id of an alert (a whole number).",
-                errors=[field_error("Last-Event-ID", "not an alert id", "invalid_event_id", "header")],
+                "Last-Event-ID must be the position of an alert (a whole number).",
+                errors=[field_error("Last-Event-ID", "not an alert position", "invalid_event_id", "header")],
             ) from None
     return -1 if after is None else after
 
 
-AfterQuery = Annotated[int | None, Query(ge=0, description="Only alerts with a greater id.")]
+AfterQuery = Annotated[int | None, Query(ge=0, description="Only alerts with a greater stream position.")]
 KindsQuery = Annotated[str | None, Query(max_length=500, description="Comma-separated alert kinds (default: all), "
                                                                       "e.g. `new_order,payment_update`.")]
 
 
 @router.get("/alerts", response_model=AlertList, tags=ALERT_TAGS, responses=READ_PROBLEMS,
-            summary="Staff alerts after an id, oldest first (the live stream's pages)")
+            summary="Staff alerts after a stream position, oldest first (the live stream's pages)")
 async def list_alerts(request: Request, after: AfterQuery = None, kinds: KindsQuery = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
     result = await gateway(request).rpc.call(SERVICE, "alerts_after", after_id=after or 0, kinds=_kinds(kinds),
@@ -327,8 +327,8 @@ async def list_alerts(request: Request, after: AfterQuery = None, kinds: KindsQu
 
 @router.get("/alerts/stream", response_class=StreamingResponse, tags=ALERT_TAGS,
             responses={**READ_PROBLEMS, 200: {"content": SSE_TYPE, "description": "Server-sent events"}},
-            summary="Live staff alerts (server-sent events: `id:` alert id, `event:` kind, `data:` the alert); "
-                    "resumes after `Last-Event-ID` without a gap or a repeat")
+            summary="Live staff alerts (server-sent events: `id:` the alert's stream position, `event:` kind, "
+                    "`data:` the alert); resumes after `Last-Event-ID` without a gap or a repeat")
 async def alert_stream(
     request: Request, caller: Caller, after: AfterQuery = None, kinds: KindsQuery = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=40,

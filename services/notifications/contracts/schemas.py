@@ -134,6 +134,9 @@ class MessageList(_View):
 
 class AlertView(_View):
     id: int
+    position: int
+    """The alert's place in the live stream (the SSE ``id:``, what ``after`` and ``Last-Event-ID`` name). Given
+    when the stream is read: alerts become visible in position order, never in a gap."""
     kind: AlertKind
     order_id: UUID | None = None
     number: int | None = None

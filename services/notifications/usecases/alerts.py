@@ -1,9 +1,10 @@
 """Staff alerts (seed 000: "real-time alerts for every new order, payment update, or status change").
 
 ``ALERT_RULES`` is the table: event type -> the alerts it raises, each with a title and a text in the
-merchant's words naming the order number. An alert is a row of ``alerts`` (its bigserial id is the live
-stream's event id) and a ``notification.alert_raised.v1`` written to the outbox in the same transaction. A
-redelivered event raises nothing again: the row is unique per (event id, kind).
+merchant's words naming the order number. An alert is a row of ``alerts`` (its ``position``, given when the
+stream is first read, is the live stream's event id: ``store_timeline.position_alerts``) and a
+``notification.alert_raised.v1`` written to the outbox in the same transaction. A redelivered event raises
+nothing again: the row is unique per (event id, kind).
 
 * ``order.placed`` -> ``new_order`` (test orders too, marked as such);
 * ``order.stage_changed`` -> ``stage_change``, or ``order_held`` when the order goes on hold (instead of a
@@ -198,12 +199,9 @@ _buffers: weakref.WeakKeyDictionary[Tx, list[_Raised]] = weakref.WeakKeyDictiona
 
 @contextmanager
 def buffered(tx: Tx) -> Iterator[None]:
-    """Collect the alerts this transaction raises and write them at the end of the block, all at once.
-
-    Writing an alert takes the lock that keeps alert ids in commit order (``store_timeline.insert_alert``), and
-    holds it until the commit: raised at the start of a batch, it made every other alert-writing transaction
-    (the other consumers, the sender) wait for the whole batch. Leave this block just before the commit, inside
-    ``outbox.buffered`` so the ``alert_raised`` events are written with the batch's others."""
+    """Collect the alerts this transaction raises and write them at the end of the block, all at once (two
+    statements for a whole batch). Leave this block inside ``outbox.buffered`` so the ``alert_raised`` events
+    are written with the batch's others."""
     if tx in _buffers:
         yield
         return
@@ -289,8 +287,9 @@ def _kinds(kinds: Sequence[str] | str | None) -> list[str] | None:
 
 def alerts_after(db: Database, after_id: int = 0, kinds: Sequence[str] | str | None = None,
                  limit: int = 100) -> dict[str, Any]:
-    """Alerts after ``after_id`` (the last one a client saw; 0: from the first), of ``kinds`` (None: all), in
-    id order, at most ``limit``."""
+    """Alerts after stream position ``after_id`` (the last one a client saw; 0: from the first), of ``kinds``
+    (None: all), in position order, at most ``limit``. The alerts committed since the last read get their
+    positions first."""
     wanted = _kinds(kinds)
     if not isinstance(after_id, int) or isinstance(after_id, bool) or after_id < 0:
         raise InvalidRequest("after: give the id of the last alert seen (0 or more).",
@@ -298,6 +297,8 @@ def alerts_after(db: Database, after_id: int = 0, kinds: Sequence[str] | str | N
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"limit: give 1 to {MAX_LIMIT}.",
                              errors=[field_error("limit", f"must be 1 to {MAX_LIMIT}", "out_of_range", "query")])
+    with db.transaction() as tx:  # committed before the read: what it positions is visible to it
+        store.position_alerts(tx)
     with db.transaction() as tx:
         rows = store.alerts_after(tx, after_id, wanted, limit)
     return AlertList(items=[AlertView.model_validate(r) for r in rows]).model_dump(mode="json")
