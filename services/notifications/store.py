@@ -170,6 +170,42 @@ def claim_due(tx: Tx, now: datetime, until: datetime, limit: int) -> list[dict[s
     ).fetchall()
 
 
+def lock_messages(tx: Tx, ids: Sequence[UUID | str]) -> dict[UUID, dict[str, Any]]:
+    """These messages as they are now, locked (``FOR UPDATE``, in id order: two lockers never deadlock), by id;
+    an id with no row is missing."""
+    if not ids:
+        return {}
+    rows = tx.execute("SELECT * FROM messages WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+                      (list(ids),)).fetchall()
+    return {r["id"]: r for r in rows}
+
+
+_ROUND_COLUMNS = ("id", "status", "attempts", "next_attempt_at", "provider_message_id", "reason", "subject", "text",
+                  "html")
+
+
+def record_round(tx: Tx, at: datetime, rows: Sequence[dict[str, Any]]) -> None:
+    """A sender round's new values of its messages (every column of ``_ROUND_COLUMNS`` given for each row; the
+    claim is released), in one statement."""
+    if rows:
+        tx.execute(
+            "UPDATE messages m SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_attempt_at,"
+            " claimed_until = NULL, provider_message_id = v.provider_message_id, reason = v.reason,"
+            " subject = v.subject, text = v.text, html = v.html, updated_at = %s"
+            " FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::text[]) AS v(" + ", ".join(_ROUND_COLUMNS) + ") WHERE m.id = v.id",
+            [at, *([r[c] for r in rows] for c in _ROUND_COLUMNS)],
+        )
+
+
+def release_claims(tx: Tx, ids: Sequence[UUID | str], until: datetime) -> None:
+    """Give back claims a sender took (``claim_due`` until ``until``) and did not use: due again at once. A claim
+    that ran out and was taken by another sender since is left alone."""
+    if ids:
+        tx.execute("UPDATE messages SET claimed_until = NULL WHERE id = ANY(%s::uuid[]) AND claimed_until = %s",
+                   (list(ids), until))
+
+
 _MESSAGE_FIELDS = frozenset({"status", "attempts", "next_attempt_at", "claimed_until", "provider_message_id", "reason",
                              "subject", "text", "html", "idempotency_key", "resends", "channel"})
 

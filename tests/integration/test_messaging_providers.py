@@ -270,6 +270,27 @@ def test_an_email_arrives_with_its_text_and_html_parts_and_its_message_id(mail_c
     assert (plain["message_id"], plain["content_type"], plain["html"]) == ("<k1@oms>", "text/plain", None)
 
 
+def test_an_email_with_non_ascii_names_long_lines_and_dotted_lines_arrives_as_written(
+    mail_catcher: tuple[int, str],
+) -> None:
+    smtp_port, url = mail_catcher
+    sender = SmtpSender("127.0.0.1", smtp_port, sender="Atelier Lüne, Tunis <shop@atelier.example>", timeout=5)
+    subject = "Votre commande n° 1002 est expédiée — suivez-la 📦 " * 3
+    text = "Bonjour Zoë,\n.\n.une ligne qui commence par un point\n" + "très long " * 200 + "\nprix = 44.535 TND"
+    html = "<p>Bonjour Zoë,</p>\r\n<p>" + "<b>en route</b> " * 150 + "</p>"
+    sent = sender.send(Email(to="zoe@example.com", subject=subject, text=text, html=html, message_id="<k2@oms>",
+                             headers={"X-OMS-Message-Id": "k2", "X-OMS-Kind": "order_shipped"}))
+    sender.close()
+    assert sent.provider_message_id == "<k2@oms>"
+    [mail] = httpx.get(f"{url}/messages", params={"to": "zoe@example.com"}).json()
+    assert mail["from"] == "shop@atelier.example" and mail["to"] == ["zoe@example.com"]
+    assert mail["header_from"] == '"Atelier Lüne, Tunis" <shop@atelier.example>'
+    assert mail["subject"] == subject and mail["message_id"] == "<k2@oms>"
+    assert mail["content_type"] == "multipart/alternative"
+    assert mail["text"].rstrip("\n") == text and mail["html"].rstrip("\n") == html.replace("\r\n", "\n")
+    assert (mail["headers"]["X-OMS-Message-Id"], mail["headers"]["X-OMS-Kind"]) == ("k2", "order_shipped")
+
+
 class Refusing:
     """An SMTP server that refuses some recipients: 550 (no such user) or 451 (try again later)."""
 

@@ -392,3 +392,108 @@ def test_a_receipt_that_overtakes_the_record_of_its_send_is_refused_for_a_retry_
     assert usecases.handle_provider_webhook(db, ch, SETTINGS, "whatsapp", again, {}, "http://x")["applied"] == 1
     [msg] = [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
     assert msg["status"] == "delivered"
+
+
+def test_a_round_records_a_sent_a_retryable_and_a_permanent_failure_together(db, ch):
+    sent_to, refused, number, wa = f"ok-{tag()}@example.com", f"gone-{tag()}@example.com", phone(), phone()
+    ok = place(db, email=sent_to)
+    down = place(db, channel="whatsapp", phone_number=wa)  # WhatsApp is down: retryable
+    gone = place(db, email=refused, phone_number=number)  # the mailbox does not exist: permanent, then SMS
+    ch.whatsapp.down = True
+    ch.email.refuse[refused] = ("recipient_refused", "550 5.1.1 user unknown")
+    at = datetime.now(UTC)
+    assert usecases.send_due(db, ch, SETTINGS, at=at, limit=1000, jitter=lambda: 0.0) >= 6
+
+    def customer(stream: OrderStream) -> list[dict[str, Any]]:
+        return [m for m in messages(db, stream.order_id) if m["kind"] == "order_placed"]
+
+    [sent], [retrying] = customer(ok), customer(down)
+    failed = next(m for m in customer(gone) if m["channel"] == "email")
+    fallback = next(m for m in customer(gone) if m["channel"] == "sms")
+    assert (sent["status"], sent["attempts"], statuses(sent)) == ("sent", 1, ["queued", "sent"])
+    assert sent["provider_message_id"] == ch.email.to(sent_to)[0]["id"]
+    assert (retrying["status"], retrying["attempts"], statuses(retrying)) == ("retrying", 1, ["queued", "retrying"])
+    assert "unavailable" in retrying["reason"]
+    assert (failed["status"], statuses(failed)) == ("failed", ["queued", "failed"])
+    assert failed["reason"] == "recipient_refused: 550 5.1.1 user unknown"
+    assert (fallback["status"], fallback["recipient"], statuses(fallback)) == ("queued", number, ["queued"])
+    ids = [sent["id"], retrying["id"], failed["id"], fallback["id"]]
+    ids += [m["id"] for s in (ok, down, gone) for m in messages(db, s.order_id) if m["kind"] == "new_order_staff"]
+    with db.transaction() as tx:
+        # one transaction wrote every outcome of the round: the rows carry its transaction id (xmin)
+        written = tx.execute("SELECT id, xmin::text AS tx, next_attempt_at, claimed_until, fallback_of"
+                             " FROM messages WHERE id = ANY(%s::uuid[])", (ids,)).fetchall()
+        alerts = tx.execute("SELECT kind, xmin::text AS tx FROM alerts WHERE order_id = %s AND kind = 'message_failed'",
+                            (gone.order_id,)).fetchall()
+        events = tx.execute(
+            "SELECT subject, event_type, payload::jsonb -> 'data' AS data FROM outbox"
+            " WHERE subject = ANY(%s) AND xmin::text = %s ORDER BY id",
+            ([ok.order_id, down.order_id, gone.order_id], written[0]["tx"])).fetchall()
+    assert len(written) == 7 and {w["tx"] for w in written} == {written[0]["tx"]}
+    assert all(w["claimed_until"] is None for w in written)
+    by_id = {str(w["id"]): w for w in written}
+    assert by_id[retrying["id"]]["next_attempt_at"] == at + timedelta(seconds=SETTINGS.notify_retry_base / 2)
+    assert str(by_id[fallback["id"]]["fallback_of"]) == failed["id"]
+    assert [a["tx"] for a in alerts] == [written[0]["tx"]]
+    moves = {(e["data"]["message_id"], e["data"]["status"]) for e in events
+             if e["event_type"] == "notification.message_status_changed.v1"}
+    assert {(sent["id"], "sent"), (retrying["id"], "retrying"), (failed["id"], "failed"),
+            (fallback["id"], "queued")} <= moves
+    raised = [e["data"]["kind"] for e in events if e["event_type"] == "notification.alert_raised.v1"]
+    assert raised == ["message_failed"]
+
+    ch.whatsapp.down = False
+    send(db, ch, at + timedelta(seconds=5))
+    assert customer(down)[0]["status"] == "sent" and len(ch.whatsapp.to(wa)) == 1
+    assert usecases.get_message(db, fallback["id"])["status"] == "sent" and len(ch.sms.to(number)) == 1
+    assert len(ch.email.to(sent_to)) == 1
+
+
+def test_a_round_whose_record_fails_is_sent_again_with_the_same_keys_and_loses_nothing(db, ch, monkeypatch):
+    import psycopg
+
+    email, number = f"lost-{tag()}@example.com", phone()
+    by_mail, by_sms = place(db, email=email), place(db, channel="pos", phone_number=number)
+    real = store.record_round
+
+    def database_gone(*args: Any, **kwargs: Any) -> None:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(store, "record_round", database_gone)
+    t0 = datetime.now(UTC)
+    with pytest.raises(psycopg.OperationalError):
+        usecases.send_due(db, ch, SETTINGS, at=t0, limit=1000, jitter=lambda: 0.0)
+    assert len(ch.email.to(email)) == 1 and len(ch.sms.to(number)) == 1  # the providers took them
+    for stream in (by_mail, by_sms):  # but nothing of the round was kept: still queued, still claimed
+        assert {(m["status"], m["attempts"]) for m in messages(db, stream.order_id)} == {("queued", 0)}
+        assert all(statuses(m) == ["queued"] for m in messages(db, stream.order_id))
+    monkeypatch.setattr(store, "record_round", real)
+    send(db, ch, t0 + timedelta(seconds=1))  # the claims have not run out: nothing is sent again yet
+    assert len(ch.sms.calls) == 1
+
+    send(db, ch, t0 + timedelta(seconds=SETTINGS.notify_claim_timeout + 1))
+    for stream in (by_mail, by_sms):
+        for m in messages(db, stream.order_id):
+            assert (m["status"], m["attempts"], statuses(m)) == ("sent", 1, ["queued", "sent"])
+    [sms] = [m for m in messages(db, by_sms.order_id) if m["kind"] == "order_placed"]
+    assert ch.sms.calls == [str(sms["id"])] * 2 and len(ch.sms.to(number)) == 1  # same key: the provider dedupes
+    # SMTP has no idempotency: the mail went twice, under one Message-ID (mail clients show one)
+    assert len({m["message_id"] for m in ch.email.to(email)}) == 1
+
+
+def test_a_round_that_takes_half_the_claim_timeout_sends_no_more_and_releases_the_rest(db, ch):
+    email = f"slow-{tag()}@example.com"
+    send(db, ch)  # nothing else due
+    again = place(db, email=email)  # two messages: the customer's and the store's
+    ticks = iter([0.0, 0.0] + [SETTINGS.notify_claim_timeout] * 100)  # the first send took half the claim timeout
+    at = datetime.now(UTC)
+    assert usecases.send_due(db, ch, SETTINGS, at=at, limit=1000, jitter=lambda: 0.0, clock=lambda: next(ticks)) == 2
+    mine = messages(db, again.order_id)
+    assert sorted(m["status"] for m in mine) == ["queued", "sent"]
+    with db.transaction() as tx:
+        [rest] = tx.execute("SELECT claimed_until, attempts FROM messages WHERE id = %s",
+                            (next(m["id"] for m in mine if m["status"] == "queued"),)).fetchall()
+    assert rest["claimed_until"] is None and rest["attempts"] == 0  # released, not tried
+    assert usecases.send_due(db, ch, SETTINGS, at=at, limit=1000, jitter=lambda: 0.0) == 1  # due at once
+    assert {m["status"] for m in messages(db, again.order_id)} == {"sent"}
+    assert len(ch.email.to(email)) == 1

@@ -84,7 +84,8 @@ def batch_writes(tx: Tx) -> Iterator[None]:
 
     Only for consumers: the inbox has made sure each event is applied once, so a new message's row (keyed by
     event, kind, channel and recipient) cannot exist yet and needs no answer from the database before it is
-    announced."""
+    announced. (The sender records a round inside it too: it makes fallback messages only, which
+    ``events.new_message`` inserts at once.)"""
     if tx in _batches:
         yield
         return

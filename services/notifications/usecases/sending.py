@@ -1,24 +1,37 @@
 """The sender: claims due messages, renders them, calls the channel port with the idempotency key, records the
-outcome. ``Sender`` runs it in a loop (a thread per process, started by ``dependencies.SenderProvider``).
+outcomes. ``Sender`` runs it in a loop (a thread per process, started by ``dependencies.SenderProvider``).
 
 * Claim: ``FOR UPDATE SKIP LOCKED`` on queued/retrying rows whose ``next_attempt_at`` has come, marked
   ``claimed_until`` (committed before any provider is called): two processes never send one row at once.
-* Accepted: ``sent`` with the provider's message id. Retryable failure (unreachable, busy, 5xx): ``retrying``
-  with exponential backoff and jitter, ``failed`` after ``OMS_NOTIFY_MAX_ATTEMPTS``. Permanent failure: ``failed``
-  with the provider's reason, a ``message_failed`` staff alert, and the next channel of the plan (fallback).
+* A round: up to ``ROUND_LIMIT`` (20) claimed messages are rendered (their templates and WhatsApp windows read
+  in one transaction) and sent one after the other; then their outcomes are recorded in ONE transaction that
+  locks the round's rows at once and applies each outcome by the rules below, with one UPDATE, and the history
+  rows, alerts and events written set-based (``common.batch_writes``). Recording each message in its own
+  transaction cost a round trip per statement and a commit per message.
+* Accepted: ``sent`` with the provider's message id (a message whose row changed meanwhile, e.g. cancelled,
+  keeps its status: ``domain.can_move``). Retryable failure (unreachable, busy, 5xx): ``retrying`` with
+  exponential backoff and jitter, ``failed`` after ``OMS_NOTIFY_MAX_ATTEMPTS``. Permanent failure: ``failed``
+  with the provider's reason, a ``message_failed`` staff alert, and the next channel of the plan (fallback). A
+  failure of a message that is no longer queued/retrying changes nothing.
 * WhatsApp: free text inside the 24-hour window, the approved template outside; the provider's "outside the
   window" answer to free text is retried at once as the template.
-* Crash window: after the provider accepted and before ``sent`` is recorded, a crash leaves the row claimed;
-  once the claim runs out (``OMS_NOTIFY_CLAIM_TIMEOUT``) it is sent again with the SAME key: the SMS and
-  WhatsApp providers answer the first message (no second one); SMTP has no idempotency, so the mail may go
-  twice with the same Message-ID (mail clients show it once).
+* Crash window: after a provider accepted a message and before its round is recorded, a crash (or a record
+  transaction that fails: the database went away) leaves the round's rows claimed; once the claims run out
+  (``OMS_NOTIFY_CLAIM_TIMEOUT``) they are sent again with the SAME keys: the SMS and WhatsApp providers answer
+  the first message (no second one); SMTP has no idempotency, so a mail may go twice with the same Message-ID
+  (mail clients show it once). Recording per round widens this from the one message being sent to the round's
+  messages already sent: at most ``ROUND_LIMIT``, which is why rounds stay small (20 sends are tens of
+  milliseconds over a kept SMTP connection). A round must also be recorded while its claims hold, or another
+  process may claim and send its messages again: once half the claim timeout has passed (a server that hangs
+  until each send times out) a round sends no more and releases the rest of its claims.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +47,7 @@ from services.notifications.usecases.common import (
     Channels,
     Tx,
     announce,
+    batch_writes,
     log,
     now,
     preferences,
@@ -42,6 +56,9 @@ from services.notifications.usecases.common import (
 from services.notifications.usecases.events import new_message
 from shared import outbox
 from shared.db import Database
+
+ROUND_LIMIT = 20
+"""Messages claimed, sent and then recorded together (see the module docstring: the crash window)."""
 
 OUTSIDE_WINDOW_CODES = frozenset({"outside_window", str(WHATSAPP_REENGAGEMENT_ERROR)})
 
@@ -89,59 +106,154 @@ class Permanent(Exception):
         self.reason = reason
 
 
+@dataclass
+class Outcome:
+    """What became of one claimed message this round: ``sent``, or ``error`` (a refusal, an outage, or a template
+    that does not fit: ``rendered`` is None then)."""
+
+    row: dict[str, Any]
+    rendered: templating.Rendered | None
+    sent: Sent | None = None
+    error: ChannelError | None = None
+
+
 def send_due(db: Database, channels: Channels, settings: NotificationSettings, *, at: datetime | None = None,
-             limit: int = 20, templates: Templates = TEMPLATES, jitter: Callable[[], float] = random.random) -> int:
-    """Claim and send the messages due at ``at`` (default: now); the number handled."""
+             limit: int = ROUND_LIMIT, templates: Templates = TEMPLATES, jitter: Callable[[], float] = random.random,
+             clock: Callable[[], float] = time.monotonic) -> int:
+    """Claim and send the messages due at ``at`` (default: now), then record the round; the number claimed.
+    If the record fails (the database went away), this raises: the round's claims run out and it is sent again
+    with the same keys. A round that has taken half the claim timeout (a server that hangs until each send
+    times out) sends no more: the rest are released, due again at once, so every send is recorded while its
+    claim holds (no other process may claim it and send it again meanwhile)."""
     at = at or now()
+    until = at + timedelta(seconds=settings.notify_claim_timeout)
     with db.transaction() as tx:
-        rows = store.claim_due(tx, at, at + timedelta(seconds=settings.notify_claim_timeout), limit)
-    found: dict[tuple[str, str, str], TemplateIn] = {}  # templates read once per round, not once per message
-    for row in rows:
+        rows = store.claim_due(tx, at, until, limit)
+    if not rows:
+        return 0
+    started = clock()
+    outcomes = []
+    unsent = []
+    for row, ready in zip(rows, prepare(db, rows, templates, at), strict=True):
+        if clock() - started > settings.notify_claim_timeout / 2:
+            unsent.append(row["id"])
+            continue
         try:
-            send_one(db, channels, settings, row, at=at, templates=templates, jitter=jitter, found=found)
+            if isinstance(ready, ChannelError):
+                outcomes.append(Outcome(row, None, error=ready))
+                continue
+            if ready is None:  # logged by ``prepare``
+                continue
+            rendered, inside_window = ready
+            try:
+                outcomes.append(Outcome(row, rendered, sent=deliver(channels, row, rendered, inside_window)))
+            except ChannelError as exc:
+                outcomes.append(Outcome(row, rendered, error=exc))
         except Exception:  # noqa: BLE001 - one bad row must not stop the others; its claim runs out, it is retried
             log.exception("sending message %s failed unexpectedly", row["id"])
+    record(db, settings, outcomes, at=at, jitter=jitter, unsent=unsent, until=until)
     return len(rows)
 
 
-def send_one(db: Database, channels: Channels, settings: NotificationSettings, row: dict[str, Any], *,
-             at: datetime, templates: Templates = TEMPLATES, jitter: Callable[[], float] = random.random,
-             found: dict[tuple[str, str, str], TemplateIn] | None = None) -> None:
-    """Render, send and record one message. ``found``: the templates this round has read already."""
-    found = {} if found is None else found
-    key = (row["kind"], row["channel"], row["language"])
-    try:
-        last_inbound = None
-        if key not in found or row["channel"] == "whatsapp":
-            with db.transaction() as tx:
-                if key not in found:
+Ready = tuple[templating.Rendered, bool] | ChannelError | None
+
+
+def prepare(db: Database, rows: list[dict[str, Any]], templates: Templates, at: datetime) -> list[Ready]:
+    """Each claimed message rendered, with whether its WhatsApp window is open; a template failure (none, or it
+    does not fit: cannot get better) as its ``ChannelError``; None for a row that failed unexpectedly (logged;
+    its claim runs out). The round's templates and windows are read in one transaction, each once."""
+    found: dict[tuple[str, str, str], TemplateIn | Exception] = {}
+    windows: dict[str, datetime | None] = {}
+    with db.transaction() as tx:
+        for row in rows:
+            key = (row["kind"], row["channel"], row["language"])
+            if key not in found:
+                try:
                     found[key] = template_for(tx, templates, *key)
-                if row["channel"] == "whatsapp":
-                    last_inbound = store.last_inbound(tx, row["recipient"])
-        template = found[key]
-        rendered = test_prefix(templates.render(template, dict(row["context"])), row["test"])
-    except (KeyError, templating.RenderError) as exc:  # no template, or it does not fit: cannot get better
-        record_failure(db, settings, row, ChannelError(f"template: {exc}", code="template"), at=at, jitter=jitter,
-                       rendered=None)
+                except (KeyError, templating.RenderError) as exc:
+                    found[key] = exc
+            if row["channel"] == "whatsapp" and row["recipient"] not in windows:
+                windows[row["recipient"]] = store.last_inbound(tx, row["recipient"])
+    ready: list[Ready] = []
+    for row in rows:
+        template = found[(row["kind"], row["channel"], row["language"])]
+        try:
+            if isinstance(template, Exception):
+                raise template
+            rendered = test_prefix(templates.render(template, dict(row["context"])), row["test"])
+            ready.append((rendered, domain.in_window(windows.get(row["recipient"]), at)))
+        except (KeyError, templating.RenderError) as exc:
+            ready.append(ChannelError(f"template: {exc}", code="template"))
+        except Exception:  # noqa: BLE001 - as in send_due: this row waits for its claim to run out
+            log.exception("rendering message %s failed unexpectedly", row["id"])
+            ready.append(None)
+    return ready
+
+
+def record(db: Database, settings: NotificationSettings, outcomes: list[Outcome], *, at: datetime,
+           jitter: Callable[[], float], unsent: Sequence[Any] = (), until: datetime | None = None) -> None:
+    """A round's outcomes in one transaction: the rows locked at once, each moved by the rules of a single send
+    (below), their new values in one statement, history rows, alerts and events written set-based
+    (``batch_writes``). ``unsent``: rows of the round not tried, whose claim (``until``) is released."""
+    if not outcomes and not unsent:
         return
-    try:
-        sent = deliver(channels, row, rendered, domain.in_window(last_inbound, at))
-    except ChannelError as exc:
-        record_failure(db, settings, row, exc, at=at, jitter=jitter, rendered=rendered)
-        return
-    with db.transaction() as tx, outbox.buffered(tx):
-        current = store.get_message(tx, row["id"], for_update=True)
-        if current is None:
-            return
-        fields: dict[str, Any] = {"attempts": current["attempts"] + 1, "claimed_until": None,
-                                  "provider_message_id": sent.provider_message_id, "subject": rendered.subject,
-                                  "text": rendered.text, "html": rendered.html, "reason": None}
-        moved = domain.can_move(current["status"], MessageStatus.sent)
-        if moved:
-            fields["status"] = MessageStatus.sent.value
-        store.update_message(tx, row["id"], at, **fields)
-        if moved:
-            announce(tx, current, current["status"], MessageStatus.sent.value, None, at, "sender")
+    with db.transaction() as tx, outbox.buffered(tx), batch_writes(tx):
+        if unsent and until is not None:
+            store.release_claims(tx, unsent, until)
+        current = store.lock_messages(tx, [o.row["id"] for o in outcomes])
+        rows: list[dict[str, Any]] = []
+        after: list[tuple[dict[str, Any], str, str | None, bool]] = []  # message, new status, reason, failed
+        for o in outcomes:
+            cur = current.get(o.row["id"])
+            if cur is None:
+                continue
+            moved = outcome_row(settings, cur, o, at, jitter)
+            if moved is None:
+                continue
+            row, announced = moved
+            rows.append(row)
+            if announced:
+                after.append((cur, row["status"], row["reason"], row["status"] == MessageStatus.failed.value))
+        store.record_round(tx, at, rows)
+        for message, status, reason, gave_up in after:
+            announce(tx, message, message["status"], status, reason, at, "sender")
+            if gave_up:
+                failed(tx, settings, message, reason or "", at)
+
+
+def outcome_row(settings: NotificationSettings, cur: dict[str, Any], o: Outcome, at: datetime,
+                jitter: Callable[[], float]) -> tuple[dict[str, Any], bool] | None:
+    """The message's new values after this outcome, and whether its status changed (announced); None: leave
+    it as it is (a failure of a message that meanwhile left queued/retrying, e.g. cancelled).
+
+    * sent: ``sent`` with the provider's id, if the status machine allows it (a message cancelled meanwhile
+      keeps its status but records the send);
+    * retryable failure: ``retrying`` with backoff, or ``failed`` ("gave up after N attempts") after the last;
+    * permanent failure (or a template that does not fit): ``failed`` with the reason; the caller raises the
+      staff alert and queues the fallback (``failed``)."""
+    row = {c: cur[c] for c in ("id", "status", "next_attempt_at", "provider_message_id", "subject", "text", "html")}
+    row["attempts"] = cur["attempts"] + 1
+    if o.rendered is not None:
+        row.update(subject=o.rendered.subject, text=o.rendered.text, html=o.rendered.html)
+    if o.sent is not None:
+        row.update(provider_message_id=o.sent.provider_message_id, reason=None)
+        if not domain.can_move(cur["status"], MessageStatus.sent):
+            return row, False
+        row["status"] = MessageStatus.sent.value
+        return row, True
+    exc = o.error
+    assert exc is not None
+    if cur["status"] not in ("queued", "retrying"):
+        return None
+    reason = f"{exc.code}: {exc.reason}" if exc.code not in ("error", "") else exc.reason
+    if exc.retryable and row["attempts"] < settings.notify_max_attempts:
+        delay = domain.backoff(row["attempts"], settings.notify_retry_base, jitter())
+        row.update(status=MessageStatus.retrying.value, next_attempt_at=at + delay, reason=reason)
+        return row, cur["status"] != MessageStatus.retrying.value
+    if exc.retryable:
+        reason = f"gave up after {row['attempts']} attempts: {reason}"
+    row.update(status=MessageStatus.failed.value, reason=reason)
+    return row, True
 
 
 def deliver(channels: Channels, row: Mapping[str, Any], rendered: templating.Rendered, inside_window: bool) -> Sent:
@@ -166,30 +278,6 @@ def deliver(channels: Channels, row: Mapping[str, Any], rendered: templating.Ren
     # A different call than the free text: its own key, derived from the message's (idempotent on a re-send).
     return channels.whatsapp.send_template(row["recipient"], rendered.whatsapp_template, row["language"],
                                            list(rendered.whatsapp_params), f"{key}-t")
-
-
-def record_failure(db: Database, settings: NotificationSettings, row: Mapping[str, Any], exc: ChannelError, *,
-                   at: datetime, jitter: Callable[[], float], rendered: templating.Rendered | None) -> None:
-    reason = f"{exc.code}: {exc.reason}" if exc.code not in ("error", "") else exc.reason
-    with db.transaction() as tx, outbox.buffered(tx):
-        current = store.get_message(tx, row["id"], for_update=True)
-        if current is None or current["status"] not in ("queued", "retrying"):
-            return
-        attempts = current["attempts"] + 1
-        content = ({"subject": rendered.subject, "text": rendered.text, "html": rendered.html} if rendered else {})
-        if exc.retryable and attempts < settings.notify_max_attempts:
-            delay = domain.backoff(attempts, settings.notify_retry_base, jitter())
-            store.update_message(tx, row["id"], at, status=MessageStatus.retrying.value, attempts=attempts,
-                                 next_attempt_at=at + delay, claimed_until=None, reason=reason, **content)
-            if current["status"] != MessageStatus.retrying.value:
-                announce(tx, current, current["status"], MessageStatus.retrying.value, reason, at, "sender")
-            return
-        if exc.retryable:
-            reason = f"gave up after {attempts} attempts: {reason}"
-        store.update_message(tx, row["id"], at, status=MessageStatus.failed.value, attempts=attempts,
-                             claimed_until=None, reason=reason, **content)
-        announce(tx, current, current["status"], MessageStatus.failed.value, reason, at, "sender")
-        failed(tx, settings, current, reason, at)
 
 
 def failed(tx: Tx, settings: NotificationSettings, message: Mapping[str, Any], reason: str, at: datetime) -> None:
