@@ -113,7 +113,7 @@ def mime(n: int) -> None:
         "EmailMessage(policy=compat32) + as_bytes": email_message_compat32,
     }
     if hasattr(smtp, "mail_bytes"):
-        ways["mail_bytes (written straight to bytes)"] = lambda: smtp.mail_bytes(mail, sender)
+        ways["mail_bytes (what the sender sends)"] = lambda: smtp.mail_bytes(mail, sender)
     for name, way in ways.items():
         way()
         t = time.process_time()

@@ -100,12 +100,6 @@ def test_prefix(rendered: templating.Rendered, test: bool) -> templating.Rendere
         whatsapp_params=list(rendered.whatsapp_params))
 
 
-class Permanent(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass
 class Outcome:
     """What became of one claimed message this round: ``sent``, or ``error`` (a refusal, an outage, or a template
