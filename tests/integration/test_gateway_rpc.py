@@ -244,13 +244,16 @@ def test_one_hundred_concurrent_calls(service: str) -> None:
     run(scenario, service)
 
 
-def close_connections_named(name: str) -> int:
-    """Close (on the broker) the connections whose client-provided name is ``name``: only this test's."""
+def connections_named(name: str) -> list[str]:
+    """The broker's pids of the connections whose client-provided name is ``name``: only this test's."""
     listing = subprocess.run(
         ["rabbitmqctl", "-q", "list_connections", "--no-table-headers", "pid", "client_properties"],
         check=True, capture_output=True, text=True, timeout=60,
     ).stdout
-    pids = [line.split("\t")[0] for line in listing.splitlines() if f'{{"connection_name","{name}"}}' in line]
+    return [line.split("\t")[0] for line in listing.splitlines() if f'{{"connection_name","{name}"}}' in line]
+
+
+def close_connections(pids: list[str]) -> int:
     for pid in pids:
         _rabbitmqctl("close_connection", pid, "test: the broker drops the gateway")
     return len(pids)
@@ -262,9 +265,12 @@ def test_reconnects_promptly_after_the_broker_drops_the_connection(service: str)
         assert await rpc.call("gwtest", "echo", "before") == "before"
         recoveries = []
         for round_ in range(3):  # again and again: the reply queue and its consumer come back every time
-            in_flight = asyncio.ensure_future(rpc.call("gwtest", "echo", "lost", delay=3.0))
+            # The connection is found first and the call's answer comes late: each rabbitmqctl takes 1-4 s on a
+            # loaded 2-core machine, and an answer arriving before the drop made the lost call succeed.
+            pids = await asyncio.to_thread(connections_named, rpc.connection_name)
+            in_flight = asyncio.ensure_future(rpc.call("gwtest", "echo", "lost", delay=8.0))
             await asyncio.sleep(0.3)
-            assert await asyncio.to_thread(close_connections_named, rpc.connection_name) == 1
+            assert await asyncio.to_thread(close_connections, pids) == 1
             dropped = time.monotonic()
             with pytest.raises(ServiceUnavailable) as lost:
                 await asyncio.wait_for(in_flight, 2)  # fails at once, not after the timeout
