@@ -272,6 +272,7 @@ def bench_everything(
         processes=run_processes,
         drain_timeout=drain_timeout if drain else None,
     )
+    _database_facts(report, settings.database_url)
     sandboxes = {p.name for p in registry.processes() if p.development_only}
     report.groups = {w.name: bench_probe.group_of(w, sandboxes) for w in watched}
     _explain_setup(report, run_processes, settings)
@@ -638,6 +639,30 @@ def cpu_processes_table(report: Report) -> Table:
     return table
 
 
+POSTGRES_SETTINGS = ("autovacuum", "shared_buffers", "synchronous_commit", "fsync")
+
+
+def _database_facts(report: Report, database_url: str) -> None:
+    """The database server's version and the settings that move every figure, next to the machine's facts."""
+    import psycopg
+
+    try:
+        with psycopg.connect(database_url, connect_timeout=5) as conn:
+            version = conn.execute("SHOW server_version").fetchone()
+            values = {name: conn.execute(f"SHOW {name}").fetchone() for name in POSTGRES_SETTINGS}
+    except psycopg.Error as exc:
+        report.notes.append(f"the database's settings could not be read: {exc}")
+        return
+    shown = {name: str(row[0]) if row else "?" for name, row in values.items()}
+    report.machine["postgres"] = f"{version[0] if version else '?'} · " + " · ".join(
+        f"{name} {value}" for name, value in shown.items())
+    if shown["autovacuum"] == "off":
+        report.notes.append(
+            "autovacuum is off on this database server: the rows the system updates (outbox, inbox positions, event "
+            "streams, messages, orders) keep their dead versions for the whole run, and nothing refreshes the "
+            "planner's statistics; production runs autovacuum.")
+
+
 GROUP_ORDER = {bench_probe.SERVICES: 0, bench_probe.SANDBOXES: 1, bench_probe.INFRASTRUCTURE: 2,
                bench_probe.BENCH_CLIENT: 3}
 
@@ -648,6 +673,8 @@ def print_report(report: Report) -> None:
         f"[bold]machine[/]: {facts.get('cpu')} · nproc {facts.get('nproc')} · memory {facts.get('memory', '?')} · "
         f"Python {facts.get('python')} · {facts.get('os')} · {report.date}"
     )
+    if facts.get("postgres"):
+        console.print(f"[bold]postgres[/]: {facts['postgres']}")
     console.print(f"[bold]load client[/]: {report.load_client}   [bold]processes[/]: "
                   + (", ".join(f"{p['name']} ({p['pid']})" for p in report.processes) or "unknown (no run file)"))
     if report.raw or report.bare_http:

@@ -62,3 +62,18 @@ def test_the_queues_waited_for_are_those_migrate_declares_and_the_retry_queues(m
     assert "oms.fulfillment.orders" in queues and "oms.payments.orders" in queues
     assert queues[-2:] == ["oms.delay.1s", "oms.delay.5s"] and "oms.dead-letters" not in queues
     assert set(bench_probe.outbox_schemas()) >= {"orders", "payments", "fulfillment", "notifications"}
+
+
+def test_the_report_names_the_database_settings_that_move_every_figure(servers: Servers) -> None:
+    """Autovacuum off (as on this machine's CI Postgres) leaves dead rows for the whole run: the report says so."""
+    import psycopg
+
+    from oms.cli import bench_all
+
+    with psycopg.connect(servers.database_url) as conn:
+        row = conn.execute("SHOW autovacuum").fetchone()
+    assert row is not None
+    report = bench_all.Report(machine={}, date="d", command="oms bench", load_client="wrk", processes=[])
+    bench_all._database_facts(report, servers.database_url)
+    assert f"autovacuum {row[0]}" in report.machine["postgres"] and "shared_buffers" in report.machine["postgres"]
+    assert any("autovacuum is off" in note for note in report.notes) == (row[0] == "off")
