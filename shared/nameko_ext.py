@@ -117,3 +117,35 @@ def reconnect_promptly(interval_max: float = 1.0) -> None:
             yield conn
 
     QueueConsumer.establish_connection = establish_connection  # type: ignore[method-assign]
+
+
+def survive_lost_replies() -> None:
+    """Keep a service running when the broker is gone at the moment a call's answer is sent.
+
+    Nameko sends an RPC's answer after the method returned; if the broker went away meanwhile, the publish
+    fails and Nameko kills the whole container (every entrypoint of the service, for good: seen in CI when
+    RabbitMQ stopped during a call). The answer cannot reach its caller anyway (the caller's reply queue went
+    with the broker, and the gateway answered it 503), and the method's effect is committed: log it, ack the
+    request if its channel still lives (Nameko's ``ack_message`` skips a dead one: the broker then redelivers
+    it), and go on; the consumers reconnect when the broker is back.
+    """
+    from amqp.exceptions import ConnectionError as AmqpConnectionError
+    from kombu.exceptions import OperationalError
+    from nameko.rpc import RpcConsumer
+
+    if getattr(RpcConsumer.handle_result, "survives_lost_replies", False):
+        return
+    send_and_ack = RpcConsumer.handle_result
+
+    def handle_result(self: Any, message: Any, result: Any, exc_info: Any) -> tuple[Any, Any]:
+        try:
+            answered: tuple[Any, Any] = send_and_ack(self, message, result, exc_info)
+            return answered
+        except (OperationalError, AmqpConnectionError, OSError) as exc:
+            log.warning("the answer to %s could not be sent, the broker is unreachable (%s): its caller was not "
+                        "waiting any more", message.delivery_info.get("routing_key"), exc)
+            self.queue_consumer.ack_message(message)
+            return result, exc_info
+
+    handle_result.survives_lost_replies = True  # type: ignore[attr-defined]
+    RpcConsumer.handle_result = handle_result  # type: ignore[method-assign]

@@ -242,3 +242,60 @@ def test_the_api_answers_503_at_once_while_the_broker_is_down_and_recovers_withi
     assert slowest_after < 2.5, f"a request took {slowest_after:.1f}s after the recovery"
     # Requests made between the broker's return and the first answer did not hang either.
     assert max(a.took for a in attempts if a.started > up) < 2.5
+
+
+def test_a_service_whose_answer_cannot_be_sent_because_the_broker_left_keeps_serving(
+    local_broker: None, migrated: dict[str, str], servers: Servers, logs: Any
+) -> None:
+    """A call's effect commits after the broker stopped: its answer cannot be published. Nameko killed the whole
+    service for that (seen in CI: orders stopped answering for good after a broker restart); now the answer is
+    dropped (its caller was answered 503 already) and the service serves again once the broker is back."""
+    import asyncio
+
+    import psycopg
+
+    from services.gateway.rpc import AsyncRpcClient, ServiceUnavailable
+
+    async def scenario(log: Any) -> None:
+        rpc = AsyncRpcClient(servers.amqp_url, timeout=30.0, reconnect_interval=0.5)
+        await rpc.start(wait=10)
+        try:
+            order = await rpc.call("orders", "place_order", command=ORDER, actor=ACTOR)
+            with psycopg.connect(servers.database_url) as holder:  # the call below waits for this lock
+                holder.execute("SELECT 1 FROM orders.orders WHERE id = %s FOR UPDATE", (order["id"],))
+                note = asyncio.ensure_future(
+                    rpc.call("orders", "set_customer_note", order["id"], {"skip": True}, ACTOR))
+
+                def waiting() -> bool:
+                    with psycopg.connect(servers.database_url, autocommit=True) as conn:
+                        row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                                           " AND query LIKE %s", ("%orders%",)).fetchone()
+                    return bool(row and row[0])
+
+                await asyncio.to_thread(wait_for, waiting, 30, 0.1, "the call waiting for the order's lock")
+                await asyncio.to_thread(_rabbitmqctl, "stop_app")
+            # the lock is released: the call commits, and its answer finds no broker
+            with pytest.raises(ServiceUnavailable):
+                await note
+            await asyncio.to_thread(
+                wait_for, lambda: "could not be sent" in log.read_text() or "killing <ServiceContainer" in
+                log.read_text(), 60, 0.2, "the service to give up sending the answer")
+            await asyncio.to_thread(_rabbitmqctl, "start_app")
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    again = await rpc.call("orders", "get_order", order["id"], timeout=5)
+                    break
+                except ServiceUnavailable:
+                    assert time.monotonic() < deadline, "orders did not answer after the broker came back"
+                    await asyncio.sleep(0.2)
+            assert again["id"] == order["id"]
+            assert "killing <ServiceContainer" not in log.read_text()
+        finally:
+            await rpc.close()
+
+    try:
+        with service_process("orders", migrated, logs) as log:
+            asyncio.run(scenario(log))
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], capture_output=True, timeout=120)  # never leave it down
