@@ -135,24 +135,23 @@ def quiet_database(migrated: dict[str, str], servers: Servers) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{database_name(url)}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
-def orders_db(quiet_database: str) -> Iterator[Any]:
+def _pool(url: str, schema: str, size: int) -> Iterator[Any]:
     from shared.db import Database
 
-    db = Database(quiet_database, "orders", size=4)
+    db = Database(url, schema, size=size)
     db.open()
     yield db
     db.close()
+
+
+@pytest.fixture(scope="module")
+def orders_db(quiet_database: str) -> Iterator[Any]:
+    yield from _pool(quiet_database, "orders", 4)
 
 
 @pytest.fixture(scope="module")
 def payments_db(quiet_database: str) -> Iterator[Any]:
-    from shared.db import Database
-
-    db = Database(quiet_database, "payments", size=2)
-    db.open()
-    yield db
-    db.close()
+    yield from _pool(quiet_database, "payments", 2)
 
 
 def outbox_events(db: Any, order_id: str, event_type: str) -> list[Envelope]:

@@ -95,10 +95,6 @@ class Mailbox:
         with self._lock:
             self._mails.append({"raw": (mail_from, list(rcpt_tos), raw, received_at), "to": list(rcpt_tos)})
 
-    def add(self, mail: dict[str, Any]) -> None:
-        with self._lock:
-            self._mails.append(mail)
-
     def list(self, to: str | None = None) -> list[dict[str, Any]]:
         wanted = to.strip().lower() if to else None
         with self._lock:
