@@ -124,7 +124,7 @@ def event(alert: dict[str, Any]) -> str:
 async def alert_events(request: Request, poller: AlertPoller, first: list[dict[str, Any]]) -> AsyncIterator[str]:
     """The stream's text: ``retry:``, the first page, then new alerts as they come, keep-alives between."""
     loop = asyncio.get_running_loop()
-    yield f"retry: {RETRY_MILLISECONDS}\n: resuming after alert {poller.last_id}\n\n"
+    yield f"retry: {RETRY_MILLISECONDS}\n: resuming after position {poller.last_id}\n\n"
     for alert in first:
         yield event(alert)
     written = loop.time()
