@@ -144,13 +144,18 @@ def test_a_refused_batch_stays_unpublished_and_is_sent_again_whole_in_order(
         wait_for(lambda: relay.is_leader, what="the relay to lead")
         threading.Event().wait(1.0)  # several refused attempts
         assert relay.published == 0 and _unpublished(servers.database_url, scratch_schema) == 20
-        ch.queue_delete(queue)
-        _declare(ch, queue)  # the broker accepts again
+        # The accepting queue is bound before the refusing one goes, so no publish can find no queue at all.
+        accepting = f"{queue}.ok"
+        _declare(ch, accepting)
+        ch.queue_delete(queue)  # the broker accepts again
         wait_for(lambda: relay.published == 20, what="the relay to publish every event")
     finally:
         relay.stop()
         thread.join(5)
-    events = [json.loads(m.body) for m in _drain(servers.amqp_url, queue)]
+    try:
+        events = [json.loads(m.body) for m in _drain(servers.amqp_url, accepting)]
+    finally:
+        ch.queue_delete(accepting)
     assert [e["data"]["number"] for e in events] == list(range(20))  # each once, in id order
     for s in {e["subject"] for e in events}:
         assert [e["sequence"] for e in events if e["subject"] == s] == [1, 2, 3, 4, 5]
