@@ -11,9 +11,10 @@ layout ``services.orders.document`` writes, and the columns ``store`` derives fr
 about a minute at 1M on two cores. In a scratch database the secondary indexes are dropped for the load and
 rebuilt from their own definitions afterwards (building an index once is much cheaper than a million inserts
 into it), and the search table (migration 0007) is filled in one statement after the load instead of by its
-trigger. Then a sample of rows is read back through ``document.from_json`` and ``store._row`` to prove the
-stored rows are exactly what the store would have written for those orders, and the search table is compared
-with what its triggers derive from every order.
+trigger (likewise the token table and its vocabulary, migration 0008). Then a sample of rows is read back
+through ``document.from_json`` and ``store._row`` to prove the stored rows are exactly what the store would
+have written for those orders, and the search and token tables are compared with what their triggers derive
+from every order.
 
 What the data looks like (it decides which plans Postgres picks, so it is meant to be like a real shop):
 numbers ascend with placement time over two years ending at ``--until``; orders older than a month are
@@ -182,6 +183,12 @@ FROM full_order CROSS JOIN LATERAL (SELECT 1 + floor(r_changed * 8)::int AS vers
 # and builds its indexes afterwards, as for the orders' own.
 SEARCH_COPY_COLUMNS = "number, placed_at, paid_at, stage, channel, test, fulfillment_status, payment_status"
 SEARCH_COPY_SQL = (f"INSERT INTO order_search SELECT {SEARCH_COPY_COLUMNS}, search_key(search_text) FROM orders")
+# Likewise migration 0008's whole-token table and its vocabulary (every token stored).
+TOKEN_COPY_SQL = ("INSERT INTO order_token SELECT w, number, placed_at, paid_at "
+                  "FROM orders, search_tokens(search_text) w")
+VOCAB_COPY_SQL = "INSERT INTO order_token_vocab SELECT DISTINCT token FROM order_token"
+TABLES = ("orders", "order_search", "order_token", "order_token_vocab")
+INSERT_TRIGGERS = ("order_search_inserted", "order_token_inserted")
 
 
 def create(url: str) -> None:
@@ -220,27 +227,33 @@ def seed(url: str, n: int, *, seed: int = 7, until: datetime | None = None, rebu
             indexes = conn.execute(
                 "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition "
                 "FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
-                "WHERE i.indrelid IN ('orders'::regclass, 'order_search'::regclass) AND c.oid IS NULL"
+                "WHERE i.indrelid = ANY(%s::regclass[]) AND c.oid IS NULL", (list(TABLES),)
             ).fetchall()
             for ix in indexes:
                 conn.execute(f"DROP INDEX {ix['name']}")
-            conn.execute("ALTER TABLE orders DISABLE TRIGGER order_search_inserted")
+            for trigger in INSERT_TRIGGERS:
+                conn.execute(f"ALTER TABLE orders DISABLE TRIGGER {trigger}")
         conn.execute(insert_sql(), {"n": n, "seed": str(seed), "until": until})
         loaded = time.perf_counter() - t0
         print(f"inserted {n:,} orders in {loaded:.1f} s ({n / loaded:,.0f}/s)", flush=True)
         if rebuild_indexes:
             t1 = time.perf_counter()
             conn.execute(SEARCH_COPY_SQL)
-            conn.execute("ALTER TABLE orders ENABLE TRIGGER order_search_inserted")
             print(f"  copied them into order_search in {time.perf_counter() - t1:.1f} s", flush=True)
+            t1 = time.perf_counter()
+            conn.execute(TOKEN_COPY_SQL)
+            conn.execute(VOCAB_COPY_SQL)
+            print(f"  copied their tokens into order_token(_vocab) in {time.perf_counter() - t1:.1f} s", flush=True)
+            for trigger in INSERT_TRIGGERS:
+                conn.execute(f"ALTER TABLE orders ENABLE TRIGGER {trigger}")
         for ix in indexes:
             t1 = time.perf_counter()
             conn.execute(ix["definition"])
             print(f"  built {ix['name']} in {time.perf_counter() - t1:.1f} s", flush=True)
         conn.commit()
     with connect(url, SCHEMA, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) orders")
-        conn.execute("VACUUM (ANALYZE) order_search")
+        for table in TABLES:
+            conn.execute(f"VACUUM (ANALYZE) {table}")
     print(f"seeded {n:,} orders in {time.perf_counter() - t0:.1f} s (indexes built, vacuumed, analyzed)", flush=True)
     check(url)
 
@@ -271,6 +284,17 @@ def check(url: str, sample: int = 2000) -> None:
         ).fetchone().values()
     assert differ == 0, f"order_search differs from orders in {differ} rows"
     print("checked order_search: one row per order, as the triggers write it", flush=True)
+    with connect(url, SCHEMA) as conn:
+        copied = "SELECT token, number, placed_at, paid_at FROM order_token"
+        source = TOKEN_COPY_SQL.removeprefix("INSERT INTO order_token ")
+        [differ] = conn.execute(
+            f"SELECT (SELECT count(*) FROM ({source} EXCEPT ALL {copied}) a) "
+            f"+ (SELECT count(*) FROM ({copied} EXCEPT ALL {source}) b) "
+            "+ (SELECT count(*) FROM order_token t WHERE NOT EXISTS "
+            "   (SELECT 1 FROM order_token_vocab v WHERE v.token = t.token)) AS n"
+        ).fetchone().values()
+    assert differ == 0, f"order_token differs from orders (or lacks a vocabulary entry) in {differ} rows"
+    print("checked order_token: every order's tokens, as the triggers write them, all in the vocabulary", flush=True)
 
 
 def main() -> None:

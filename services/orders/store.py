@@ -345,6 +345,8 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     Sorted by payment date within a placement-date range, the range is read and sorted instead, or for
     "placed before" a date bounded by the orders placed just before it (migration 0004; see below).
     """
+    if query.q and (token := _whole_token(tx, query.q)) is not None:
+        return _list_by_token(tx, query, token)
     where: list[str] = []
     params: list[Any] = []
     per_value: tuple[str, list[str]] | None = None  # (column, values): one index walk per value
@@ -503,7 +505,11 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
             params = [per_value[1], *params, n]
         else:
             sql = f"SELECT p.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM ({page}) p"
-    rows = _fetch(tx, query, sql, params)
+    return _page(query, ordering, _fetch(tx, query, sql, params))
+
+
+def _page(query: OrderQuery, ordering: str, rows: list[Any]) -> tuple[list[Order], str | None]:
+    """The page's orders and the cursor after them (``rows`` holds one more than a page when there is more)."""
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     orders = [document.from_json(r["doc"]) for r in rows]
@@ -511,7 +517,7 @@ def list_orders(tx: Tx, query: OrderQuery) -> tuple[list[Order], str | None]:
     return orders, next_cursor
 
 
-def _fetch(tx: Tx, query: OrderQuery, sql: str, params: Sequence[Any]) -> list[Any]:
+def _fetch(tx: Tx, query: OrderQuery, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[Any]:
     try:
         # Planned at every execution (prepare=False): the right plan depends on the values (how common a
         # search term is, how wide a date range), and the generic plan psycopg's prepared statement settles
@@ -549,6 +555,87 @@ def _placed_before_bound(
     return [r["number"] for r in near], near[-1]["paid_at"], start
 
 
+def _whole_token(tx: Tx, q: str) -> str | None:
+    """``q`` as a token of ``order_token`` (migration 0008) when that table's rows for it are exactly the orders
+    the "contains" search finds; otherwise None (the trigram path answers).
+
+    Why it is the same: the search is "the search text contains the term" (``_search_condition``: its
+    ``search_key`` form is one-to-one). A term without a space that is contained in a text is contained in one
+    of its words (the text split at spaces). A term holding one of ``- @ . _`` is contained only in words that
+    hold it too, and every such word of every order is a token (``search_tokens``). So the orders containing
+    the term are those with a token containing it; when the vocabulary (every token ever stored, a superset)
+    holds no token containing the term but the term itself, those are exactly the orders with the term as a
+    token. Not taken for a term that is also searched as phone digits or an order number (other alternatives),
+    nor below 3 characters (no trigram to look the vocabulary up with). The check is its own statement: a token
+    committed between it and the page is like an order placed just after the page was read.
+    """
+    needle = q.strip().lower()
+    if (len(needle) < 3 or " " in needle or not _TOKEN_CHARS.search(needle) or _phone_digits(needle)
+            or order_number_from_search(q) is not None):
+        return None
+    params: list[Any] = []
+    contains = _search_condition(q, params, "search_key(token)")
+    # MATERIALIZED: planned without the EXISTS' "first row will do", which would rather scan the whole
+    # vocabulary than ask the trigram index; read lazily, so EXISTS still stops at the first longer token.
+    row = tx.execute(
+        f"WITH c AS MATERIALIZED (SELECT token FROM order_token_vocab WHERE {contains}) "
+        "SELECT EXISTS (SELECT 1 FROM c WHERE token <> %s) AS longer",
+        [*params, needle], prepare=False,
+    ).fetchone()
+    assert row is not None
+    return None if row["longer"] else needle
+
+
+def _list_by_token(tx: Tx, query: OrderQuery, token: str) -> tuple[list[Order], str | None]:
+    """``list_orders`` for a whole-token term (``_whole_token``): the token's rows of ``order_token`` walked in
+    the sort's index (token, sort key, number), the other filters checked on ``order_search`` for the rows read,
+    and only the page's rows read from ``orders``. Same order, same cursors as the other paths."""
+    desc = query.direction == "desc"
+    way = "DESC" if desc else "ASC"
+    params: dict[str, Any] = {"token": token, "n": query.limit + 1}
+    where = ["t.token = %(token)s"]
+    joined = query.sort == "fulfillment_status"
+    for name, column, values in (("stage", "s.stage", [s.value for s in query.stage or ()]),
+                                 ("channel", "s.channel", [c.value for c in query.channel or ()]),
+                                 ("fulfillment", "s.fulfillment_status",
+                                  [f.value for f in query.fulfillment_status or ()]),
+                                 ("payment", "coalesce(s.payment_status, 'unpaid')", list(query.payment_status or ()))):
+        if values:
+            where.append(f"{column} = ANY(%({name})s)")
+            params[name] = values
+            joined = True
+    if query.test is not None:
+        where.append("s.test = %(test)s")
+        params["test"] = query.test
+        joined = True
+    if query.placed_from:
+        where.append("t.placed_at >= %(placed_from)s")
+        params["placed_from"] = query.placed_from
+    if query.placed_to:
+        where.append("t.placed_at < %(placed_to)s")
+        params["placed_to"] = query.placed_to
+    key_type = "timestamptz"
+    if query.sort == "paid_at":
+        key = f"coalesce(t.paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
+    elif query.sort == "fulfillment_status":
+        key, key_type = "s.fulfillment_status", "text"
+    else:
+        key = "t.placed_at"
+    ordering = f"{query.sort} {query.direction}"
+    if query.cursor:
+        params["after_key"], params["after_number"] = _decode_cursor(query.cursor, ordering)
+        where.append(f"({key}, t.number) {'<' if desc else '>'} "
+                     f"(%(after_key)s::{key_type}, %(after_number)s::bigint)")
+    source = "order_token t" + (" JOIN order_search s ON s.number = t.number" if joined else "")
+    sql = (
+        f"WITH p AS (SELECT t.number, {key} AS sort_key FROM {source} WHERE {' AND '.join(where)} "
+        f"ORDER BY {key} {way}, t.number {way} LIMIT %(n)s) "
+        "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
+        f"ORDER BY p.sort_key {way}, p.number {way}"
+    )
+    return _page(query, ordering, _fetch(tx, query, sql, params))
+
+
 # The search index's form of the search text (migration 0004's ``search_key``): separators become upper-case
 # letters, which the lower-cased search text never contains, so pg_trgm keeps an SKU or an e-mail address one
 # word (it splits words at anything but letters and digits) and the mapping is one-to-one: a pattern matches
@@ -557,6 +644,8 @@ _SEARCH_KEY = str.maketrans(" .@-_", "JZXQW")
 # How far before a "placed before" date the payment-date plan looks for its bound (see ``list_orders``).
 _NEAR = timedelta(days=14)
 _PHONE_LIKE = re.compile(r"[\d\s+()./-]+")
+# A token of the search text holds one of these (migration 0008's ``search_tokens``): an SKU with a dash, an e-mail.
+_TOKEN_CHARS = re.compile(r"[-@._]")
 # A search term Postgres expects to match this many orders or more is "common" (``list_orders``): walking an
 # index reads ~N/matches x 50 rows for a page, the trigram index every match; at 1M orders they cost the same
 # near 10k matches (nakamura, 31k: 16 ms walking stage=placed's index, 150-350 ms through the trigram index).
@@ -585,7 +674,10 @@ def count_orders(tx: Tx, query: OrderQuery, cap: int) -> tuple[int, bool]:
     if query.test is not None:
         where.append("test = %s")
         params.append(query.test)
-    if query.q:
+    if query.q and (token := _whole_token(tx, query.q)) is not None:
+        where.append("number IN (SELECT number FROM order_token WHERE token = %s)")
+        params.append(token)
+    elif query.q:
         where.append(_search_condition(query.q, params, "key"))
     sql = (f"SELECT count(*) AS n FROM (SELECT 1 FROM {'order_search' if query.q else 'orders'}"
            + (" WHERE " + " AND ".join(where) if where else "") + " LIMIT %s) c")
@@ -630,15 +722,21 @@ def _search_condition(q: str, params: list[Any], column: str, *, indexed: bool =
     else:
         alternatives = [f"{column} LIKE %s"]
         params.append(f"%{_escape_like(key)}%")
-    # A phone number as typed (spaces, dashes, a leading +) is also found by its digits; the digits inside an
-    # e-mail address or an SKU are not a phone number (they made an address match every phone with "536").
-    if len(digits) >= 3 and digits != needle and _PHONE_LIKE.fullmatch(needle):
+    if _phone_digits(needle):
         alternatives.append(f"{column} LIKE %s" if indexed else f"strpos({column}, %s) > 0")
         params.append(f"%{digits}%" if indexed else digits)
     if number is not None:
         alternatives.append("number = %s")
         params.append(number)
     return "(" + " OR ".join(alternatives) + ")"
+
+
+def _phone_digits(needle: str) -> bool:
+    """Whether the (lower-cased) term is also looked up by its digits: a phone number as typed (spaces, dashes,
+    a leading +) is; the digits inside an e-mail address or an SKU are not a phone number (they made an address
+    match every phone with "536")."""
+    digits = re.sub(r"\D", "", needle)
+    return len(digits) >= 3 and digits != needle and _PHONE_LIKE.fullmatch(needle) is not None
 
 
 def _escape_like(text: str) -> str:
