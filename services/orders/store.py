@@ -3,7 +3,8 @@
 The whole ``Order`` lives in ``doc`` (its stored form, mapped field by field in ``services.orders.document``);
 the other columns exist so Postgres can filter, search and sort without reading the documents. Searches read
 ``order_search``, a narrow copy of those columns and the search key that triggers keep in step with every write
-of ``orders`` (migration 0007): nothing here writes it. Only this module knows the table layout.
+of ``orders`` (migration 0007); a whole SKU or e-mail address is looked up in ``order_token`` (0008, likewise
+kept by triggers): nothing here writes them. Only this module knows the table layout.
 """
 
 from __future__ import annotations
