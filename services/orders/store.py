@@ -617,20 +617,43 @@ def _list_by_token(tx: Tx, query: OrderQuery, token: str) -> tuple[list[Order], 
         params["placed_to"] = query.placed_to
     key_type = "timestamptz"
     if query.sort == "paid_at":
-        key = f"coalesce(t.paid_at, '{'-infinity' if desc else 'infinity'}'::timestamptz)"
+        key = "coalesce(t.paid_at, 'infinity'::timestamptz)"  # order_token_paid's key (unpaid last, ascending)
     elif query.sort == "fulfillment_status":
         key, key_type = "s.fulfillment_status", "text"
     else:
         key = "t.placed_at"
     ordering = f"{query.sort} {query.direction}"
+    after: tuple[str, int] | None = None
     if query.cursor:
-        params["after_key"], params["after_number"] = _decode_cursor(query.cursor, ordering)
-        where.append(f"({key}, t.number) {'<' if desc else '>'} "
-                     f"(%(after_key)s::{key_type}, %(after_number)s::bigint)")
+        after = _decode_cursor(query.cursor, ordering)
+        params["after_key"], params["after_number"] = after
     source = "order_token t" + (" JOIN order_search s ON s.number = t.number" if joined else "")
+
+    def part(conditions: list[str], sort_key: str, order: str) -> str:
+        return (f"SELECT t.number, {sort_key} AS sort_key FROM {source} WHERE {' AND '.join(where + conditions)} "
+                f"ORDER BY {order} LIMIT %(n)s")
+
+    after_row = f"(%(after_key)s::{key_type}, %(after_number)s::bigint)"
+    if query.sort == "paid_at" and desc:
+        # Newest payment first, unpaid last (their key is -infinity, by number): one index serves both paid
+        # sorts, so this reads it as two walks, the paid rows backwards and the unpaid ones (key infinity in the
+        # index) backwards by number, each stopping after a page, and merges them. A payment date is never
+        # infinite (it comes from a Python datetime), so "key < infinity" is "paid".
+        unpaid = [f"{key} = 'infinity'"]
+        parts = []
+        if after is None or after[0] != "-infinity":
+            paid = [f"{key} < 'infinity'"] + ([f"({key}, t.number) < {after_row}"] if after else [])
+            parts.append(part(paid, "t.paid_at", f"{key} DESC, t.number DESC"))
+        else:
+            unpaid.append("t.number < %(after_number)s::bigint")
+        parts.append(part(unpaid, "'-infinity'::timestamptz", "t.number DESC"))
+        page = ("SELECT * FROM (" + " UNION ALL ".join(f"({p})" for p in parts) + ") u "
+                "ORDER BY sort_key DESC, number DESC LIMIT %(n)s")
+    else:
+        page = part([f"({key}, t.number) {'<' if desc else '>'} {after_row}"] if after else [], key,
+                    f"{key} {way}, t.number {way}")
     sql = (
-        f"WITH p AS (SELECT t.number, {key} AS sort_key FROM {source} WHERE {' AND '.join(where)} "
-        f"ORDER BY {key} {way}, t.number {way} LIMIT %(n)s) "
+        f"WITH p AS ({page}) "
         "SELECT o.doc::text AS doc, p.sort_key::text AS sort_key, p.number FROM p JOIN orders o USING (number) "
         f"ORDER BY p.sort_key {way}, p.number {way}"
     )

@@ -37,10 +37,10 @@ CREATE TABLE order_token (
 
 INSERT INTO order_token SELECT w, number, placed_at, paid_at FROM orders, search_tokens(search_text) w;
 
--- The list's sorts (as order_search's) behind the token; by number for the triggers' updates and deletes.
+-- The list's sorts behind the token (placed either way; one payment index for both directions: newest first
+-- reads it as two walks, paid then unpaid, `store._list_by_token`); by number for the triggers.
 CREATE INDEX order_token_placed ON order_token (token, placed_at, number);
-CREATE INDEX order_token_paid_asc ON order_token (token, (coalesce(paid_at, 'infinity'::timestamptz)), number);
-CREATE INDEX order_token_paid_desc ON order_token (token, (coalesce(paid_at, '-infinity'::timestamptz)), number);
+CREATE INDEX order_token_paid ON order_token (token, (coalesce(paid_at, 'infinity'::timestamptz)), number);
 CREATE INDEX order_token_number ON order_token (number);
 
 CREATE TABLE order_token_vocab (token text PRIMARY KEY);
