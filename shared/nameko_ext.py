@@ -6,6 +6,7 @@ Kept apart from the domain so the transport (Nameko on eventlet) stays replaceab
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from nameko.extensions import DependencyProvider, Extension
@@ -149,3 +150,56 @@ def survive_lost_replies() -> None:
 
     handle_result.survives_lost_replies = True  # type: ignore[attr-defined]
     RpcConsumer.handle_result = handle_result  # type: ignore[method-assign]
+
+
+def lean_replies() -> None:
+    """Send each RPC answer the way its reply queue can use it: encoded once, not persistent, no confirm.
+
+    Nameko's ``Responder`` encodes every answer twice (once to check that it can, once to send it), builds a
+    kombu connection object from the URI for each answer, and publishes it persistent and with a publisher
+    confirm: the worker then waits a round trip for the broker's ack, and the broker does the confirm's work,
+    for every call (py-spy: 9-11 % of the orders and payments processes' samples under ``send_response``
+    during card orders). None of it buys anything for an answer: the reply queue is the caller's own,
+    exclusive and auto-deleted, so a persistent answer is not kept past a broker restart, and a confirmed one
+    that the broker routed can still be lost with its caller. A caller that gets no answer times out either
+    way (the gateway answers 503); the call's effect is committed before its answer is sent in both cases.
+    A publish on a dead connection still raises, as before (``survive_lost_replies`` handles that).
+    An answer the serializer refuses is still replaced by ``UnserializableValueError``, as Nameko does.
+    """
+    import kombu.serialization
+    from nameko.amqp.publish import Publisher
+    from nameko.exceptions import UnserializableValueError, serialize
+    from nameko.rpc import Responder
+
+    if getattr(Responder.send_response, "lean", False):
+        return
+
+    class ReplyPublisher(Publisher):  # type: ignore[misc]
+        use_confirms = False
+        delivery_mode = 1  # transient: the reply queue is exclusive and auto-deleted
+
+    def send_response(self: Any, result: Any, exc_info: Any) -> tuple[Any, Any]:
+        error = serialize(exc_info[1]) if exc_info is not None else None
+        content_type = self.message.properties["content_type"]
+        serializer = kombu.serialization.registry.type_to_name[content_type]
+        try:
+            content_type, encoding, body = kombu.serialization.dumps({"result": result, "error": error},
+                                                                     serializer)
+        except Exception:  # noqa: BLE001 - Nameko's rule: an answer that cannot be encoded becomes an error
+            exc_info = sys.exc_info()
+            error = serialize(UnserializableValueError(result))
+            result = None
+            content_type, encoding, body = kombu.serialization.dumps({"result": None, "error": error},
+                                                                     serializer)
+        ReplyPublisher(self.amqp_uri, ssl=self.ssl, login_method=self.login_method).publish(
+            body,
+            content_type=content_type,
+            content_encoding=encoding,
+            exchange=self.exchange,
+            routing_key=self.message.properties["reply_to"],
+            correlation_id=self.message.properties.get("correlation_id"),
+        )
+        return result, exc_info
+
+    send_response.lean = True  # type: ignore[attr-defined]
+    Responder.send_response = send_response  # type: ignore[method-assign]

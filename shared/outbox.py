@@ -385,6 +385,12 @@ class Relay:
         self._confirmed(publisher, rows)
 
     def _send(self, publisher: ConfirmedPublisher, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Write ``rows`` to the exchange, not ``mandatory``: an event no queue is bound for (most of
+        notifications' message statuses, fulfillment's stock events, unless an integrator listens) is dropped
+        by the broker instead of sent back whole to be parsed and logged here. 300 card orders had 3,855 of
+        notifications' events (12.9 per order) and 763 of fulfillment's returned so, only to be counted in a log.
+        RabbitMQ still counts them (``rabbitmq_global_messages_unroutable_dropped_total``); a confirm still
+        means the broker took the event, so the outbox's guarantee (marked only once confirmed) is the same."""
         source = self._source
         publisher.send(
             OutgoingMessage(
@@ -393,7 +399,7 @@ class Relay:
                     event_id=event_id, event_type=event_type, subject=subject, sequence=sequence,
                     correlation_id=correlation_id, time=created_at, source=source,
                 ),
-                mandatory=True,
+                mandatory=False,
             )
             for _id, event_id, event_type, subject, sequence, correlation_id, payload, created_at in rows
         )
@@ -404,9 +410,6 @@ class Relay:
         observe = self._lag.observe
         for r in rows:
             observe((now - r[7]).total_seconds())
-        if publisher.returned:
-            log.info("outbox %s: %d events had no subscriber", self.schema, len(publisher.returned))
-            publisher.returned.clear()
 
     def _count(self, rows_marked: int) -> None:
         self._published_counter.inc(rows_marked)

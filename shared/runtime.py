@@ -74,10 +74,11 @@ def main(argv: list[str] | None = None) -> None:
     from nameko.runners import ServiceRunner
 
     from shared.config import load
-    from shared.nameko_ext import reconnect_promptly, survive_lost_replies
+    from shared.nameko_ext import lean_replies, reconnect_promptly, survive_lost_replies
 
     reconnect_promptly()
     survive_lost_replies()
+    lean_replies()
     settings = load(settings_class(argv[0]))
     config = nameko_config(settings)
     logging.config.dictConfig(config["LOGGING"])  # type: ignore[arg-type]

@@ -39,27 +39,34 @@ def insert_order(tx: Tx, row: Mapping[str, Any]) -> bool:
     return bool(insert_orders(tx, [row]))
 
 
+_ORDER_COPY_COLUMNS = ("order_id, number, test, stage, channel, currency, items, subtotal, shipping, discount, tax,"
+                       " total, customer, address, payment_method, customer_note, placed_at")
+
+
+def _json_value(value: Any) -> Any:
+    """A column's value as JSON that Postgres reads back exactly: Decimal, UUID and datetime as their text."""
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
 def insert_orders(tx: Tx, rows: Sequence[Mapping[str, Any]]) -> set[UUID]:
-    """The copies of these orders (``order.placed``), in one pipelined round trip: the ids of those written (not
-    those there already)."""
+    """The copies of these orders (``order.placed``), in one statement: the ids of those written (not those
+    there already). The rows go as one JSON array read by ``jsonb_populate_recordset`` (the table's own row
+    type converts each value with its column's input function): a pipelined ``executemany`` cost a command and
+    a wait per row, 18 % of the fulfillment process's GIL-holding samples during card orders (py-spy --gil)."""
     if not rows:
         return set()
-    cur = tx.cursor()
-    cur.executemany(
-        "INSERT INTO fulfillment_orders (order_id, number, test, stage, channel, currency, items, subtotal, shipping,"
-        " discount, tax, total, customer, address, payment_method, customer_note, placed_at)"
-        " VALUES (%(order_id)s, %(number)s, %(test)s, %(stage)s, %(channel)s, %(currency)s, %(items)s, %(subtotal)s,"
-        " %(shipping)s, %(discount)s, %(tax)s, %(total)s, %(customer)s, %(address)s, %(payment_method)s,"
-        " %(customer_note)s, %(placed_at)s) ON CONFLICT (order_id) DO NOTHING RETURNING order_id",
-        [{**row, "items": Jsonb(row["items"]), "customer": Jsonb(row["customer"]),
-          "address": Jsonb(row["address"]) if row.get("address") is not None else None} for row in rows],
-        returning=True,
-    )
-    written: set[UUID] = set()
-    while True:
-        written.update(r["order_id"] for r in cur.fetchall())
-        if not cur.nextset():
-            return written
+    document = [{k: _json_value(v) for k, v in row.items()} for row in rows]
+    found = tx.execute(
+        f"INSERT INTO fulfillment_orders ({_ORDER_COPY_COLUMNS}) SELECT {_ORDER_COPY_COLUMNS}"
+        " FROM jsonb_populate_recordset(NULL::fulfillment_orders, %s) ON CONFLICT (order_id) DO NOTHING"
+        " RETURNING order_id",
+        (Jsonb(document),),
+    ).fetchall()
+    return {r["order_id"] for r in found}
 
 
 def order_row(tx: Tx, order_id: UUID | str, *, for_update: bool = False) -> dict[str, Any] | None:

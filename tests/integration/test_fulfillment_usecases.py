@@ -456,3 +456,53 @@ def test_a_parcel_that_comes_back_after_the_order_was_cancelled_is_only_put_back
     f.edit_shipment(db, s["id"], {"status": "delivery_failed"}, STAFF)
     assert level(db, mug) == (2, 0)
     assert all(d["sku"] != mug for d in f.reconcile_stock(db)["drift"])
+
+
+def test_a_batch_of_order_copies_is_written_exactly_once_each_in_one_statement(db: Any) -> None:
+    """The copies fulfillment prints documents and labels from keep every value as placed (money to the cent,
+    the placing time to the microsecond, JSON as sent, no address as none), a redelivered copy is not written
+    again, and the whole batch is one statement (it was a command and a wait per order)."""
+    from decimal import Decimal
+
+    import psycopg
+
+    from services.fulfillment import store
+
+    at = datetime(2026, 12, 2, 1, 2, 3, 456789, tzinfo=UTC)
+
+    def row(n: int, address: dict[str, Any] | None) -> dict[str, Any]:
+        return {"order_id": uuid.uuid4(), "number": 900_000 + n, "test": n % 2 == 0, "stage": "placed",
+                "channel": "web", "currency": "EUR",
+                "items": [{"line_id": "1", "sku": "COPY-1", "name": "Tee \u00e9", "quantity": 2,
+                           "unit_price": "12.345", "line_total": "24.690"}],
+                "subtotal": Decimal("24.690"), "shipping": Decimal("4.9"), "discount": Decimal("0"),
+                "tax": Decimal("5.01"), "total": Decimal("34.600"), "customer": {"name": "Asha", "email": None},
+                "address": address, "payment_method": None, "customer_note": "ring \"twice\"", "placed_at": at}
+
+    rows = [row(1, ADDRESS), row(2, None), row(3, ADDRESS)]
+    with db.transaction() as tx:
+        sent: list[str] = []
+        execute, executemany = tx.execute, psycopg.Cursor.executemany
+
+        def counting(query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent.append(str(query))
+            return execute(query, *args, **kwargs)
+
+        def counting_many(cur: Any, query: Any, params: Any, **kwargs: Any) -> Any:
+            sent.extend(str(query) for _ in params)  # a pipelined executemany: a command per row
+            return executemany(cur, query, params, **kwargs)
+
+        tx.execute = counting
+        psycopg.Cursor.executemany = counting_many  # type: ignore[method-assign]
+        try:
+            assert store.insert_orders(tx, rows) == {r["order_id"] for r in rows}
+        finally:
+            psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
+        assert len(sent) == 1
+    with db.transaction() as tx:
+        assert store.insert_orders(tx, [rows[1]]) == set()  # a redelivery writes nothing
+        for r in rows:
+            got = store.order_row(tx, r["order_id"])
+            assert got is not None
+            for column, value in r.items():
+                assert got[column] == value, column

@@ -44,6 +44,10 @@ from nameko.rpc import rpc
 from nameko.runners import ServiceRunner
 
 from shared.errors import DomainError, IllegalTransition, NotFound
+from shared.nameko_ext import lean_replies, survive_lost_replies
+
+survive_lost_replies()  # as shared.runtime runs every service: the answers on the wire are the real ones
+lean_replies()
 
 
 class CardDeclined(DomainError):  # an error class only this service knows

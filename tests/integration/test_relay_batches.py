@@ -270,3 +270,32 @@ def test_the_relay_fetch_walks_the_unpublished_index_so_published_rows_are_not_r
     for query, params in ((_FETCH, fetch), (_FETCH_NEXT, fetch_next)):
         found = scans(RELAY_SESSION, query, params)
         assert "Index Scan" in found and not {"Bitmap Heap Scan", "Seq Scan", "Sort"} & found, found
+
+
+def test_events_no_queue_is_bound_for_are_published_and_not_sent_back_to_the_relay(
+    servers: Servers, scratch_schema: str
+) -> None:
+    """An event nobody subscribes to (most message statuses, unless an integrator listens) is confirmed and
+    marked published like any other; the broker drops it rather than returning it whole to the relay, which
+    had nothing to do with it but parse it and log a count (13 such events per card order, measured)."""
+    from shared.amqp import ConfirmedPublisher
+    from shared.outbox import Relay
+
+    returned: list[str] = []
+
+    class Recording(ConfirmedPublisher):
+        def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+            returned.append(routing_key)
+            super()._on_return(exc, exchange, routing_key, message)
+
+    _emit(servers.database_url, scratch_schema, 20, subjects=4)  # no queue is bound to the probe's type
+    relay = Relay(servers.database_url, scratch_schema, servers.amqp_url, batch_size=8, idle_wait=0.1,
+                  publisher=Recording)
+    thread = _run(relay)
+    try:
+        wait_for(lambda: relay.published == 20, what="the relay to publish every event")
+    finally:
+        relay.stop()
+        thread.join(5)
+    assert _unpublished(servers.database_url, scratch_schema) == 0
+    assert returned == []
