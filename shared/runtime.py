@@ -63,10 +63,17 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m shared.runtime SERVICE")
+    # psycopg picks its wait function when imported: a green one, so one query does not block every green
+    # thread. Unless an operator chose one, it is then replaced by the hub's own wait (shared.green_wait).
+    waits_on_hub = "PSYCOPG_WAIT_FUNC" not in os.environ
     os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_selector")
     import eventlet
 
     eventlet.monkey_patch()
+    if waits_on_hub:
+        from shared import green_wait
+
+        green_wait.install()
 
     import logging.config
     import signal
