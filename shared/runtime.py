@@ -34,8 +34,15 @@ def nameko_config(settings: object) -> dict[str, object]:
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
             "root": {"level": s.log_level, "handlers": ["console"]},  # type: ignore[attr-defined]
+            # httpx logs every outgoing request at INFO (a provider call, an SMS): one line per message sent
+            # drowns the service's own lines. At DEBUG they are wanted and kept.
+            "loggers": {name: {"level": "WARNING"} for name in QUIET_LIBRARY_LOGGERS}
+            if str(s.log_level).upper() != "DEBUG" else {},  # type: ignore[attr-defined]
         },
     }
+
+
+QUIET_LIBRARY_LOGGERS = ("httpx", "httpcore")
 
 
 def load_service(name: str) -> type:

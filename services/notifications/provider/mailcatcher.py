@@ -182,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int, default=settings.mail_catcher_http_port)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd: 5 lines per mail; ours says which one
     mailbox = Mailbox(settings.mail_catcher_keep)
     controller = Controller(CatchingHandler(mailbox), hostname=args.host, port=args.smtp_port)
     controller.start()

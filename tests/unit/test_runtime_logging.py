@@ -1,0 +1,40 @@
+"""A service's log at INFO carries its own lines, not a line per outgoing HTTP request from httpx."""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.config
+
+import pytest
+
+from shared.config import Settings
+from shared.runtime import nameko_config
+
+
+def _logged(level: str) -> str:
+    stream = io.StringIO()
+    config = nameko_config(Settings(log_level=level))["LOGGING"]
+    assert isinstance(config, dict)
+    config["handlers"]["console"]["stream"] = stream
+    logging.config.dictConfig(config)
+    try:
+        logging.getLogger("httpx").info('HTTP Request: POST http://provider/v1/messages "HTTP/1.1 200 OK"')
+        logging.getLogger("services.payments").info("payment captured")
+        logging.getLogger("httpx").warning("provider answered slowly")
+    finally:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        logging.getLogger().handlers.clear()
+    return stream.getvalue()
+
+
+def test_at_info_httpx_request_lines_are_left_out_and_its_warnings_kept() -> None:
+    out = _logged("INFO")
+    assert "payment captured" in out and "provider answered slowly" in out
+    assert "HTTP Request" not in out
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "debug"])
+def test_at_debug_every_outgoing_request_is_logged(level: str) -> None:
+    assert "HTTP Request: POST" in _logged(level)
