@@ -19,6 +19,8 @@ if TYPE_CHECKING:  # imported for real only after eventlet has patched the stand
 
 
 def nameko_config(settings: object) -> dict[str, object]:
+    from shared.logs import quiet_levels  # not at the top: nothing may import logging before eventlet patches
+
     s = settings
     return {
         "AMQP_URI": s.amqp_url,  # type: ignore[attr-defined]
@@ -34,15 +36,9 @@ def nameko_config(settings: object) -> dict[str, object]:
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
             "root": {"level": s.log_level, "handlers": ["console"]},  # type: ignore[attr-defined]
-            # httpx logs every outgoing request at INFO (a provider call, an SMS): one line per message sent
-            # drowns the service's own lines. At DEBUG they are wanted and kept.
-            "loggers": {name: {"level": "WARNING"} for name in QUIET_LIBRARY_LOGGERS}
-            if str(s.log_level).upper() != "DEBUG" else {},  # type: ignore[attr-defined]
+            "loggers": quiet_levels(s.log_level),  # type: ignore[attr-defined]
         },
     }
-
-
-QUIET_LIBRARY_LOGGERS = ("httpx", "httpcore")
 
 
 def load_service(name: str) -> type:

@@ -8,6 +8,7 @@ import math
 import uvicorn
 
 from services.gateway.settings import GatewaySettings, get_settings
+from shared.logs import quiet_libraries
 
 
 def serve(settings: GatewaySettings | None = None) -> None:
@@ -16,6 +17,7 @@ def serve(settings: GatewaySettings | None = None) -> None:
 
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_libraries(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.http_host,

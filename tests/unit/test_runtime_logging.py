@@ -1,4 +1,5 @@
-"""A service's log at INFO carries its own lines, not a line per outgoing HTTP request from httpx."""
+"""A process's log at INFO carries its own lines, not a line per outgoing HTTP request from httpx: the Nameko
+services (their dictConfig) and the gateway and sandboxes (``logging.basicConfig``) alike."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging.config
 import pytest
 
 from shared.config import Settings
+from shared.logs import quiet_libraries
 from shared.runtime import nameko_config
 
 
@@ -38,3 +40,23 @@ def test_at_info_httpx_request_lines_are_left_out_and_its_warnings_kept() -> Non
 @pytest.mark.parametrize("level", ["DEBUG", "debug"])
 def test_at_debug_every_outgoing_request_is_logged(level: str) -> None:
     assert "HTTP Request: POST" in _logged(level)
+
+
+@pytest.mark.parametrize(("level", "request_logged"), [(logging.INFO, False), ("INFO", False), (logging.DEBUG, True)])
+def test_a_basic_config_process_drops_httpx_request_lines_below_debug(level: str | int, request_logged: bool) -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        quiet_libraries(level)
+        logging.getLogger("httpx").info("HTTP Request: POST http://127.0.0.1:8080/webhooks/whatsapp")
+        logging.getLogger("httpx").warning("webhook answered 500")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(logging.WARNING)
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert ("HTTP Request" in stream.getvalue()) is request_logged
+    assert "webhook answered 500" in stream.getvalue()

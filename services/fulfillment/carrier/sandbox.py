@@ -63,6 +63,7 @@ from services.fulfillment.contracts.sandbox import (
     TRACKING_STATUSES,
     VOIDABLE_TRACKING,
 )
+from shared.logs import quiet_libraries
 from shared.money import MoneyError, minor_unit, normalize_currency, parse_amount, quantize
 
 log = logging.getLogger("oms.sandbox_carrier")
@@ -742,6 +743,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--webhook-url", default=settings.webhook_url(), help="empty: record, do not send")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    quiet_libraries(logging.INFO)
     api_key, secret = settings.api_key(), settings.webhook_secret()  # refuse a production run without them
     if not args.webhook_url:
         log.warning("no webhook URL: tracking events are recorded but not sent")

@@ -65,6 +65,7 @@ from services.notifications.contracts.sandbox import (
     WHATSAPP_REENGAGEMENT_ERROR,
     WHATSAPP_SIGNATURE_HEADER,
 )
+from shared.logs import quiet_libraries
 
 log = logging.getLogger("oms.sandbox_messaging")
 
@@ -659,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--whatsapp-webhook-url", default=settings.whatsapp_webhook_url(), help="empty: do not send")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    quiet_libraries(logging.INFO)
     app = create_app(  # the *_value() calls refuse a production run without the secrets
         sms_account_sid=settings.sms_account_sid,
         sms_auth_token=settings.sms_auth_token_value(),

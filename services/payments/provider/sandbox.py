@@ -43,6 +43,7 @@ from starlette.routing import Route
 
 from services.payments.contracts.sandbox import CARD_3DS, CARD_DECLINE, CARD_SUCCESS
 from services.payments.provider.adapter import decode_webhook_secret, sign_webhook
+from shared.logs import quiet_libraries
 from shared.money import MoneyError, normalize_currency, parse_amount
 
 log = logging.getLogger("oms.sandbox_provider")
@@ -562,6 +563,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--api-key", default=settings.api_key())
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
+    quiet_libraries(logging.INFO)
     secret = args.webhook_secret or settings.webhook_secret()
     if not args.webhook_url:
         log.warning("no --webhook-url: events are recorded (GET /v1/events) but not delivered")
