@@ -23,6 +23,29 @@ DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier. ``make test`` selects the tiers by marker (``-m unit`` ...), so a
+    test without one would be collected by none of them and never run: a test of ``tests/<tier>/`` that does
+    not say its tier gets its folder's; one that names two tiers, or none outside those folders, is an error."""
+    root = config.rootpath / "tests"
+    wrong: list[str] = []
+    for item in items:
+        marked = [t for t in TIERS if item.get_closest_marker(t) is not None]
+        if not marked:
+            parts = item.path.relative_to(root).parts if item.path.is_relative_to(root) else ()
+            if parts and parts[0] in TIERS:
+                item.add_marker(getattr(pytest.mark, parts[0]))
+                continue
+        if len(marked) != 1:
+            wrong.append(f"{item.nodeid}: tiers {marked or 'none'}")
+    if wrong:
+        raise pytest.UsageError("each test needs exactly one tier marker (unit, integration, e2e):\n  "
+                                + "\n  ".join(wrong))
+
+
 @dataclass
 class Servers:
     database_url: str  # the test run's own database
