@@ -11,7 +11,6 @@ with ``--explain`` also the EXPLAIN (ANALYZE, BUFFERS) of each path's page state
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -20,29 +19,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from list_orders import SORTS, Recorder, percentile  # noqa: E402
 
 from services.orders import store  # noqa: E402
 from services.orders.contracts.schemas import OrderQuery  # noqa: E402
 from shared.db import connect  # noqa: E402
-
-SORTS = [("placed_at", "desc"), ("placed_at", "asc"), ("paid_at", "desc"), ("paid_at", "asc")]
-
-
-class Recorder:
-    """A connection stand-in that remembers the last statement (the page's) for EXPLAIN."""
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-        self.last: tuple[str, Any] = ("", None)
-
-    def execute(self, sql: str, params: Any = None, **kwargs: Any) -> Any:
-        self.last = (sql, params)
-        return self.conn.execute(sql, params, **kwargs)
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
 
 
 def main() -> None:
@@ -75,8 +58,8 @@ def main() -> None:
                 store._whole_token = whole_token  # type: ignore[assignment]
                 a, b = samples["token"], samples["trigram"]
                 ratio = statistics.median(b) / statistics.median(a)
-                print(f"| {term} | {sort} {direction} | {statistics.median(a):.1f} / {p99(a):.1f} | "
-                      f"{statistics.median(b):.1f} / {p99(b):.1f} | {ratio:.1f}x |", flush=True)
+                print(f"| {term} | {sort} {direction} | {statistics.median(a):.1f} / {percentile(a, 0.99):.1f} | "
+                      f"{statistics.median(b):.1f} / {percentile(b, 0.99):.1f} | {ratio:.1f}x |", flush=True)
                 if args.explain:
                     for path, (sql, params) in statements.items():
                         print(f"\n{path} path, {term}, {sort} {direction}:")
