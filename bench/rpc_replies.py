@@ -24,6 +24,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from oms.cli import bench_probe as probe  # noqa: E402
+
 SERVICE = """
 import eventlet
 eventlet.monkey_patch()
@@ -56,14 +58,12 @@ runner.wait()
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return probe.cpu_seconds(pid) or 0.0
 
 
-def broker_pid() -> int:
-    out = subprocess.run(["pgrep", "-u", "rabbitmq", "-f", "beam.smp.*rabbit boot"], capture_output=True,
-                         text=True).stdout.split()
-    return int(out[0])
+def broker_cpu() -> float:
+    """RabbitMQ's CPU seconds so far (its Erlang VM), as ``oms bench`` counts it."""
+    return probe.cpu_snapshot([probe.Watched("rabbitmq", (), True)])["rabbitmq"]
 
 
 def one(url: str, mode: str, calls: int, clients: int, script: Path) -> dict[str, float]:
@@ -75,7 +75,6 @@ def one(url: str, mode: str, calls: int, clients: int, script: Path) -> dict[str
         while "READY" not in (line := proc.stdout.readline()):
             if not line and proc.poll() is not None:
                 raise SystemExit("the service exited")
-        broker = broker_pid()
         # The CPU is read around the timed half only: drive() warms up with a first pass of the same calls.
         before: dict[str, float] = {}
 
@@ -86,7 +85,7 @@ def one(url: str, mode: str, calls: int, clients: int, script: Path) -> dict[str
             await warm.start(wait=10)
             await asyncio.gather(*(warm.call("rpcbench", "echo", str(i)) for i in range(clients * 4)))
             await warm.close()
-            before.update(service=cpu_seconds(proc.pid), broker=cpu_seconds(broker))
+            before.update(service=cpu_seconds(proc.pid), broker=broker_cpu())
             client = AsyncRpcClient(url, timeout=30.0)
             await client.start(wait=10)
             todo = iter(range(calls))
@@ -104,7 +103,7 @@ def one(url: str, mode: str, calls: int, clients: int, script: Path) -> dict[str
         seconds = asyncio.run(measured())
         return {"calls/s": calls / seconds,
                 "service ms/call": (cpu_seconds(proc.pid) - before["service"]) * 1000 / calls,
-                "broker ms/call": (cpu_seconds(broker) - before["broker"]) * 1000 / calls}
+                "broker ms/call": (broker_cpu() - before["broker"]) * 1000 / calls}
     finally:
         proc.terminate()
         proc.wait(10)
