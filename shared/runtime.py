@@ -5,7 +5,8 @@ The name is looked up in the service registry (``shared.registry``: the manifest
 
 eventlet must patch the standard library before psycopg, kombu or the service module are imported, and
 psycopg must use its selector-based wait function, or one query blocks every green thread (measured: three
-``pg_sleep(1)`` took 3 s instead of 1 s). Everything eventlet-specific stays in this module.
+``pg_sleep(1)`` took 3 s instead of 1 s). Everything eventlet-specific stays in this module and in the
+psycopg wait it installs (``shared.green_wait``).
 """
 
 from __future__ import annotations
