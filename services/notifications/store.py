@@ -186,15 +186,17 @@ _ROUND_COLUMNS = ("id", "status", "attempts", "next_attempt_at", "provider_messa
 
 def record_round(tx: Tx, at: datetime, rows: Sequence[dict[str, Any]]) -> None:
     """A sender round's new values of its messages (every column of ``_ROUND_COLUMNS`` given for each row; the
-    claim is released), in one statement."""
+    claim is released), in one statement. The rows are reached by key (``= ANY``) besides the join: a generic plan
+    made while the table was small would otherwise read every message ever sent at each round."""
     if rows:
         tx.execute(
             "UPDATE messages m SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_attempt_at,"
             " claimed_until = NULL, provider_message_id = v.provider_message_id, reason = v.reason,"
             " subject = v.subject, text = v.text, html = v.html, updated_at = %s"
             " FROM unnest(%s::uuid[], %s::text[], %s::int[], %s::timestamptz[], %s::text[], %s::text[], %s::text[],"
-            " %s::text[], %s::text[]) AS v(" + ", ".join(_ROUND_COLUMNS) + ") WHERE m.id = v.id",
-            [at, *([r[c] for r in rows] for c in _ROUND_COLUMNS)],
+            " %s::text[], %s::text[]) AS v(" + ", ".join(_ROUND_COLUMNS) + ")"
+            " WHERE m.id = ANY(%s::uuid[]) AND m.id = v.id",
+            [at, *([r[c] for r in rows] for c in _ROUND_COLUMNS), [r["id"] for r in rows]],
         )
 
 
