@@ -194,41 +194,46 @@ _FETCH_NEXT = (
 )
 
 
-# The relay's two statements are planned afresh at every execution (``prepare=False``). psycopg prepares a
-# statement after a few executions and Postgres keeps its generic plan for the connection; the relay starts on
-# an almost empty outbox, where a sequential scan is the cheapest plan, and that plan was kept until autovacuum
-# happened to analyze the table: every batch then read the whole outbox, published history included (measured:
-# Postgres CPU per card order 26 ms instead of 10 ms after 18,000 orders). Planning them costs microseconds.
+# The relay's statements must walk an index, whatever plan Postgres keeps for them: its own connection turns
+# sequential and bitmap scans off (``RELAY_SESSION``), so they can be prepared (planned once per connection).
 #
-# And the fetch must walk the partial index in id order (an index scan), never a bitmap scan: marking a row
+# Why no sequential scan: psycopg prepares a statement after a few executions and Postgres keeps its generic plan
+# for the connection; the relay starts on an almost empty outbox, where a sequential scan is the cheapest plan,
+# and that plan was kept until autovacuum happened to analyze the table: every batch then read the whole outbox,
+# published history included (measured: Postgres CPU per card order 26 ms instead of 10 ms after 18,000 orders).
+# The statements were then planned at every execution instead (``prepare=False``), at 0.05-0.08 ms of Postgres
+# CPU each, three per event published alone; with the scans off, no plan it could keep reads the table.
+#
+# Why no bitmap scan: the fetch must walk the partial index in id order (an index scan): marking a row
 # published leaves its old version's entry in ``outbox_unpublished`` until a vacuum. An index scan marks such
 # entries dead as it passes them, so the next fetch skips them; a bitmap scan never does, and revisits every row
 # published since the last vacuum at every fetch (measured: 5,900 of them, 1,000 pages, 48 ms per fetch instead
-# of 0.3 on a database with autovacuum off, as this machine's CI Postgres is). The relay's own connection says so.
+# of 0.3 on a database with autovacuum off, as this machine's CI Postgres is).
 RELAY_SESSION = "-c enable_bitmapscan=off -c enable_seqscan=off"
 
 
 def _fetch(conn: psycopg.Connection[Any], limit: int) -> psycopg.Cursor[Any]:
     """The next unpublished rows, in id order (the partial index ``outbox_unpublished``)."""
-    return conn.execute(_FETCH, {"n": limit}, prepare=False)
+    return conn.execute(_FETCH, {"n": limit})
 
 
 def _fetch_next(conn: psycopg.Connection[Any], sent: list[Any], limit: int) -> psycopg.Cursor[Any]:
     """The unpublished rows after the batch in flight (``sent``), in id order."""
-    return conn.execute(_FETCH_NEXT, {"sent": sent, "n": limit}, prepare=False)
+    return conn.execute(_FETCH_NEXT, {"sent": sent, "n": limit})
 
 
 def _mark(conn: psycopg.Connection[Any], ids: list[Any]) -> None:
     """Mark confirmed rows published (the primary key)."""
-    conn.execute(_MARK, (ids,), prepare=False)
+    conn.execute(_MARK, (ids,))
 
 
 class Relay:
     """Publishes one schema's outbox. ``run`` loops until ``stop()``; safe to run in many processes.
 
-    Each round: send a batch of unpublished rows in id order; while the broker persists it, mark the previous
-    (confirmed) batch published and read the next one in one round trip; then wait for the batch's confirms.
-    The batch grows (doubling up to
+    Each round: send a batch of unpublished rows in id order. With a backlog (the batch was full), mark the
+    previous (confirmed) batch published and read the next one in one round trip while the broker persists it;
+    then wait for the batch's confirms. Without one, wait for the confirms first, then mark the batch and read
+    what committed since in one round trip. The batch grows (doubling up to
     ``max_batch_size``) while the outbox has a backlog, so a burst is moved with few large writes and few
     confirm waits, and falls back to ``batch_size`` once drained, so the rows of a quiet moment go at once.
     Rows are marked only after their confirm: a failure anywhere leaves the batch unpublished, and the next
@@ -317,8 +322,23 @@ class Relay:
                     self._send(publisher, batch)
                     limit = min(limit * 2, self.max_batch_size) if full else self.batch_size
                     sent = [r[0] for r in batch]
-                    # While the broker persists this batch: mark the previous one and read the next, in ONE
-                    # round trip (a pipeline: two statements, so the read sees the marks).
+                    if not full:
+                        # The outbox had no more: wait for this batch's confirms, then mark it (and any previous
+                        # one) and read what committed since, in ONE round trip (a pipeline: the read sees the
+                        # marks). An event written alone, the usual case below peak, costs two round trips so
+                        # (this one and the read after the wake-up), not three.
+                        publisher.wait_confirms()
+                        self._confirmed(publisher, batch)
+                        done = confirmed + sent
+                        with conn.pipeline():
+                            _mark(conn, done)
+                            cur = _fetch(conn, limit)
+                        rows = cur.fetchall()
+                        self._count(rows_marked=len(done))
+                        confirmed = []
+                        continue
+                    # A backlog: while the broker persists this batch, mark the previous one and read the next, in
+                    # ONE round trip (a pipeline: two statements, so the read sees the marks).
                     with conn.pipeline():
                         if confirmed:
                             _mark(conn, confirmed)
