@@ -106,7 +106,7 @@ _CLAIM = (
 # Each table is reached through its key with ``= ANY``, besides the join: Postgres keeps a generic plan for this
 # statement, and one made while the table was small (or never analyzed, as with autovacuum off) joined by
 # reading ALL of the consumer's positions, a cost that grew with every order the consumer had ever seen
-# (measured: 0.8-0.9 ms a batch after 1,400 orders instead of 0.1; tests/integration/test_inbox_plans.py).
+# (measured: 0.8-0.9 ms a batch after 1,400 orders instead of 0.1; tests/integration/test_generic_plans.py).
 _ADVANCE = (
     "WITH moved AS ("
     "  UPDATE inbox_positions p SET last_sequence = m.seq, last_counts = m.counts::jsonb, updated_at = now()"

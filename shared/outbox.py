@@ -186,13 +186,24 @@ _COLUMNS = "id, event_id, event_type, subject, sequence, correlation_id, payload
 
 _MARK = "UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%s)"
 _FETCH = f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(n)s"
-# The next batch read while the current one awaits its confirms: its rows are unpublished too, so they are
-# excluded by id. Not ``id > last``: a transaction that took a lower id may commit after the batch was read
+# The next batch read while the current one awaits its confirms (a backlog): its rows are unpublished too, so they
+# are excluded by id. Not ``id > last``: a transaction that took a lower id may commit after the batch was read
 # (another order's), and must still be sent. Per order, ids follow commit order (the stream row's lock).
 _FETCH_NEXT = (
     f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL AND NOT (id = ANY(%(sent)s)) ORDER BY id LIMIT %(n)s"
 )
-
+# Below peak (the batch was not full): mark the confirmed rows published and read what committed since, in ONE
+# statement, without psycopg's pipeline mode, which costs more client CPU than the round trip it saves for a
+# batch of a few events (measured: a four-statement transaction 74 us of CPU plain, 123-146 us in a pipeline).
+# The read shares the UPDATE's snapshot, where the rows just marked still look unpublished: they are excluded by
+# id, through a hashed set (``NOT IN (SELECT unnest(...))``), as the batch that ends a backlog may be thousands
+# of rows. The backlog itself keeps its pipeline (mark, then ``_FETCH_NEXT``): done as one statement like this,
+# it moved 10,342-10,851 events/s instead of 11,519-12,681 (a 50,000-event backlog, alternated).
+_MARK_AND_FETCH = (
+    "WITH marked AS (UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY(%(done)s)) "
+    f"SELECT {_COLUMNS} FROM outbox WHERE published_at IS NULL"
+    " AND id NOT IN (SELECT unnest(%(done)s::bigint[])) ORDER BY id LIMIT %(n)s"
+)
 
 # The relay's statements must walk an index, whatever plan Postgres keeps for them: its own connection turns
 # sequential and bitmap scans off (``RELAY_SESSION``), so they can be prepared (planned once per connection).
@@ -220,6 +231,11 @@ def _fetch(conn: psycopg.Connection[Any], limit: int) -> psycopg.Cursor[Any]:
 def _fetch_next(conn: psycopg.Connection[Any], sent: list[Any], limit: int) -> psycopg.Cursor[Any]:
     """The unpublished rows after the batch in flight (``sent``), in id order."""
     return conn.execute(_FETCH_NEXT, {"sent": sent, "n": limit})
+
+
+def _mark_and_fetch(conn: psycopg.Connection[Any], done: list[Any], limit: int) -> psycopg.Cursor[Any]:
+    """Mark ``done`` published; the unpublished rows but those, in id order."""
+    return conn.execute(_MARK_AND_FETCH, {"done": done, "n": limit})
 
 
 def _mark(conn: psycopg.Connection[Any], ids: list[Any]) -> None:
@@ -324,16 +340,12 @@ class Relay:
                     sent = [r[0] for r in batch]
                     if not full:
                         # The outbox had no more: wait for this batch's confirms, then mark it (and any previous
-                        # one) and read what committed since, in ONE round trip (a pipeline: the read sees the
-                        # marks). An event written alone, the usual case below peak, costs two round trips so
-                        # (this one and the read after the wake-up), not three.
+                        # one) and read what committed since, in ONE statement. An event written alone, the usual
+                        # case below peak, costs two round trips so (this one and the read after the wake-up).
                         publisher.wait_confirms()
                         self._confirmed(publisher, batch)
                         done = confirmed + sent
-                        with conn.pipeline():
-                            _mark(conn, done)
-                            cur = _fetch(conn, limit)
-                        rows = cur.fetchall()
+                        rows = _mark_and_fetch(conn, done, limit).fetchall()
                         self._count(rows_marked=len(done))
                         confirmed = []
                         continue

@@ -240,7 +240,7 @@ def test_the_relay_fetch_walks_the_unpublished_index_so_published_rows_are_not_r
 
     import psycopg
 
-    from shared.outbox import _FETCH, _FETCH_NEXT, RELAY_SESSION
+    from shared.outbox import _FETCH, _FETCH_NEXT, _MARK_AND_FETCH, RELAY_SESSION
 
     url = servers.database_url
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={scratch_schema}") as conn:
@@ -267,9 +267,10 @@ def test_the_relay_fetch_walks_the_unpublished_index_so_published_rows_are_not_r
 
     fetch = {"n": 500}
     fetch_next = {"sent": [1, 2], "n": 500}
+    mark_and_fetch = {"done": [1, 2], "n": 500}
     # The statements are prepared, so the plan Postgres keeps (the generic one) must be an index scan too.
     for options in (RELAY_SESSION, f"{RELAY_SESSION} -c plan_cache_mode=force_generic_plan"):
-        for query, params in ((_FETCH, fetch), (_FETCH_NEXT, fetch_next)):
+        for query, params in ((_FETCH, fetch), (_FETCH_NEXT, fetch_next), (_MARK_AND_FETCH, mark_and_fetch)):
             found = scans(options, query, params)
             assert "Index Scan" in found and not {"Bitmap Heap Scan", "Seq Scan", "Sort"} & found, (options, found)
 
