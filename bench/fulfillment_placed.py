@@ -5,7 +5,9 @@ Creates a database of its own (dropped after), migrates it, gives 20 SKUs a stoc
 ``usecases.handle_order_events`` in batches of the service's size. Reports events/s and the statements
 (``execute`` calls; an ``executemany`` counts once: it is pipelined) per event.
 
-Needs the local Postgres (trust), as the tests do. No broker: ``migrate`` is told not to declare queues.
+``--green`` runs it as the service does (eventlet, psycopg waiting on the hub: ``shared.runtime``'s set-up), where a
+round trip costs more client CPU. Needs the local Postgres (trust), as the tests do. No broker: ``migrate`` is
+told not to declare queues.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--base", default="postgresql://postgres@127.0.0.1:5432")
+    ap.add_argument("--green", action="store_true",
+                    help="run as the service does: eventlet monkey-patched, psycopg waiting on its hub")
     args = ap.parse_args()
+    if args.green:
+        import eventlet
+
+        eventlet.monkey_patch()
+        from shared import green_wait
+
+        green_wait.install()
 
     import psycopg
 

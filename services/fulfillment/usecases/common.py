@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -124,19 +124,21 @@ _held: weakref.WeakKeyDictionary[Tx, _HeldLevels] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
-def batch_levels(tx: Tx, skus: Iterable[str]) -> Iterator[None]:
+def batch_levels(tx: Tx, skus: Iterable[str], *, pipelined: bool = True) -> Iterator[None]:
     """Lock the levels of every SKU a consumer batch will reserve, once, in (sku, location) order (two batches
     never deadlock), and apply the batch in pipeline mode: each reservation is planned on the levels held and
     its statement sent without waiting for the answer, which is known (the levels cannot move under the locks)
     and checked at the end of the block. A batch of order.placed then costs a few round trips, not one per
-    order."""
+    order. ``pipelined=False`` for a batch of one new order: psycopg's pipeline mode then costs more client CPU
+    than the round trips it saves (``bench/fulfillment_placed.py --batch 1`` under eventlet, five alternated
+    pairs: 1.14-2.20 ms per event without, 1.29-2.64 with)."""
     found, at = store.lock_level_counts(tx, skus)
     held = _HeldLevels({sku: {} for sku in set(skus)}, at)
     for (sku, location), counts in found.items():
         held.levels[sku][location] = counts
     _held[tx] = held
     try:
-        with tx.pipeline():
+        with tx.pipeline() if pipelined else nullcontext():
             yield
             for cursor, rows, number in held.queued:
                 if len(cursor.fetchall()) != rows:

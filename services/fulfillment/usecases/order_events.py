@@ -70,7 +70,7 @@ def handle_order_events(db: Database, carrier: CarrierProvider | None, events: S
         _copied[tx] = (set(placed), written)
         skus = {i["sku"] for oid in written if placed[oid]["stage"] not in CLOSED for i in placed[oid]["items"]}
         try:
-            with batch_levels(tx, skus):
+            with batch_levels(tx, skus, pipelined=len(written) > 1):
                 return inbox.process_batch_in(tx, CONSUMER, events, lambda tx, e: apply_order_event(tx, carrier, e),
                                               types=ORDER_EVENT_TYPES)
         finally:
