@@ -194,7 +194,7 @@ _FETCH_NEXT = (
 )
 # Below peak (the batch was not full): mark the confirmed rows published and read what committed since, in ONE
 # statement, without psycopg's pipeline mode, which costs more client CPU than the round trip it saves for a
-# batch of a few events (measured: a four-statement transaction 74 us of CPU plain, 123-146 us in a pipeline).
+# batch of a few events (measured: a four-statement transaction 74-77 us of CPU plain, 123-153 us in a pipeline).
 # The read shares the UPDATE's snapshot, where the rows just marked still look unpublished: they are excluded by
 # id, through a hashed set (``NOT IN (SELECT unnest(...))``), as the batch that ends a backlog may be thousands
 # of rows. The backlog itself keeps its pipeline (mark, then ``_FETCH_NEXT``): done as one statement like this,
