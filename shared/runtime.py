@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # imported for real only after eventlet has patched the stand
 
 
 def nameko_config(settings: object) -> dict[str, object]:
-    from shared.logs import quiet_levels  # not at the top: nothing may import logging before eventlet patches
+    from shared.logs import quiet_filters, quiet_levels  # not at the top: logging only once eventlet has patched
 
     s = settings
     return {
@@ -35,6 +35,7 @@ def nameko_config(settings: object) -> dict[str, object]:
             "version": 1,
             "disable_existing_loggers": False,
             "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+            "filters": quiet_filters(),
             "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
             "root": {"level": s.log_level, "handlers": ["console"]},  # type: ignore[attr-defined]
             "loggers": quiet_levels(s.log_level),  # type: ignore[attr-defined]
