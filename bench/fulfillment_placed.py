@@ -33,12 +33,9 @@ def main() -> None:
                     help="run as the service does: eventlet monkey-patched, psycopg waiting on its hub")
     args = ap.parse_args()
     if args.green:
-        import eventlet
+        from shared.runtime import go_green
 
-        eventlet.monkey_patch()
-        from shared import green_wait
-
-        green_wait.install()
+        go_green()
 
     import psycopg
 

@@ -67,7 +67,7 @@ try:
                     outbox._write(conn, [env])
                 time.sleep(1 / rate)
 
-    def relay_backend_xacts() -> int:
+    def server_transactions() -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             row = conn.execute("SELECT sum(xact_commit + xact_rollback) FROM pg_stat_database").fetchone()
             return int(row[0])
@@ -77,7 +77,7 @@ try:
     while not relay.is_leader:
         time.sleep(0.01)
     time.sleep(0.2)
-    x0 = relay_backend_xacts()
+    x0 = server_transactions()
     writer = threading.Thread(target=write)
     t0 = time.perf_counter()
     writer.start()
@@ -85,7 +85,7 @@ try:
     while relay.published < events:
         time.sleep(0.01)
     seconds = time.perf_counter() - t0
-    x1 = relay_backend_xacts()
+    x1 = server_transactions()
     relay.stop()
     thread.join(10)
     lags.sort()

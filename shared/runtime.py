@@ -64,12 +64,12 @@ def settings_class(name: str) -> type[Settings]:
     return Settings
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m shared.runtime SERVICE")
-    # psycopg picks its wait function when imported: a green one, so one query does not block every green
-    # thread. Unless an operator chose one, it is then replaced by the hub's own wait (shared.green_wait).
+def go_green() -> None:
+    """Patch the standard library with eventlet and make psycopg wait cooperatively: call it first, before
+    anything imports psycopg, kombu or logging (a service process; a benchmark measuring as the services run).
+
+    psycopg picks its wait function when imported: a green one, so one query does not block every green
+    thread. Unless an operator chose one, it is then replaced by the hub's own wait (shared.green_wait)."""
     waits_on_hub = "PSYCOPG_WAIT_FUNC" not in os.environ
     os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_selector")
     import eventlet
@@ -80,9 +80,17 @@ def main(argv: list[str] | None = None) -> None:
 
         green_wait.install()
 
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m shared.runtime SERVICE")
+    go_green()
+
     import logging.config
     import signal
 
+    import eventlet
     from nameko.runners import ServiceRunner
 
     from shared.config import load

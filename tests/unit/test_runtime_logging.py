@@ -15,12 +15,18 @@ from shared.logs import quiet_libraries
 from shared.runtime import nameko_config
 
 
-def _logged(level: str) -> str:
+def _service_logging(level: str) -> io.StringIO:
+    """A Nameko service's logging at ``level`` (its dictConfig), writing to the stream returned."""
     stream = io.StringIO()
     config = nameko_config(Settings(log_level=level))["LOGGING"]
     assert isinstance(config, dict)
     config["handlers"]["console"]["stream"] = stream
     logging.config.dictConfig(config)
+    return stream
+
+
+def _logged(level: str) -> str:
+    stream = _service_logging(level)
     try:
         logging.getLogger("httpx").info('HTTP Request: POST http://provider/v1/messages "HTTP/1.1 200 OK"')
         logging.getLogger("services.payments").info("payment captured")
@@ -65,11 +71,7 @@ def test_a_basic_config_process_drops_httpx_request_lines_below_debug(level: str
 
 def _worker_errors(level: str) -> str:
     """What a service logs for an expected and an unexpected worker error, as Nameko's container logs them."""
-    stream = io.StringIO()
-    config = nameko_config(Settings(log_level=level))["LOGGING"]
-    assert isinstance(config, dict)
-    config["handlers"]["console"]["stream"] = stream
-    logging.config.dictConfig(config)
+    stream = _service_logging(level)
     log = logging.getLogger("nameko.containers")
     try:
         for expected, error in ((True, LookupError("order 1001 not found")), (False, RuntimeError("database gone"))):
